@@ -1,0 +1,16 @@
+"""flowcore on PyTorch: plain ``torch.nn.Module`` flows, FrEIA's API by changing an import.
+
+``import flowcore.backends.torch as Ff`` gives ``Ff.SequenceINN(8)`` and the transform
+specs (``Ff.AllInOneBlock``), with native ``subnet_constructor(c_in, c_out)`` subnets.
+"""
+
+from flowcore import MLP, AllInOneBlock, ConvNet, Inverse
+
+from .backend import BACKEND, TorchBackend
+from .modules import FlowModule, SubnetModule
+from .sequence import SequenceINN
+
+__all__ = [
+    "BACKEND", "MLP", "AllInOneBlock", "ConvNet", "FlowModule", "Inverse", "SequenceINN",
+    "SubnetModule", "TorchBackend",
+]  # fmt: skip

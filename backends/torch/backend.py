@@ -1,0 +1,72 @@
+"""The PyTorch backend object the registry hands out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from flowcore.tree import Node
+
+from .modules import FlowModule
+
+
+def _dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+class TorchBackend:
+    name = "torch"
+
+    def build(self, tree: Node, params: Mapping[str, np.ndarray], dtype: str, device: Any) -> FlowModule:
+        module = FlowModule(tree, params, _dtype(dtype))
+        return module.to(device) if device is not None else module
+
+    def get_params(self, module: Any) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+    def set_params(self, module: Any, params: Mapping[str, np.ndarray]) -> None:
+        state = module.state_dict()
+        with torch.no_grad():
+            for name, value in params.items():
+                state[name].copy_(torch.as_tensor(np.asarray(value)))
+
+    def devices(self) -> Sequence[str]:
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+    def to_native(self, array: np.ndarray, dtype: str, device: str) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array), dtype=_dtype(dtype), device=device)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        return array.detach().cpu().numpy()
+
+    def move(self, module: Any, dtype: str, device: str) -> Any:
+        return module.to(device=device, dtype=_dtype(dtype))
+
+    def call(
+        self, module: Any, xs: Sequence[Any], cs: Sequence[Any], rev: bool, jac: bool
+    ) -> tuple[list[Any], Any]:
+        return module.run(list(xs), list(cs), rev, jac)
+
+    def jacobian(self, module: Any, x: Any, cs: Sequence[Any]) -> np.ndarray:
+        batch, size = x.shape[0], int(np.prod(tuple(x.shape[1:])))
+
+        def flat(v: torch.Tensor) -> torch.Tensor:
+            (z,), _ = module.run([v], list(cs), False, True)
+            return z.reshape(batch, size)
+
+        full = torch.autograd.functional.jacobian(flat, x)  # (B, D, B, *shape)
+        full = full.reshape(batch, size, batch, size)
+        return np.stack([self.to_numpy(full[b, :, b, :]) for b in range(batch)])
+
+    def gradients(self, module: Any, xs: Sequence[Any], cs: Sequence[Any]) -> dict[str, np.ndarray]:
+        module.zero_grad()
+        zs, log_det = module.run(list(xs), list(cs), False, True)
+        loss = sum(0.5 * (z**2).sum() for z in zs) - log_det.sum()
+        loss.backward()
+        return {n: self.to_numpy(p.grad) for n, p in module.named_parameters()}
+
+
+BACKEND = TorchBackend()

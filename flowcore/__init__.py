@@ -1,0 +1,25 @@
+"""flowcore: normalizing flows written once, run natively in PyTorch, Keras 3 and JAX.
+
+``import flowcore`` imports no framework; a backend is imported when it is first asked for.
+"""
+
+from .api import backend_of, build, get_backend, get_params, reference, set_backend, set_params
+from .api import tree_of
+from .backend import BackendInfo, installed_backends, register
+from .errors import BackendError, FlowError, ParameterError, ShapeError
+from .models import Inverse, SequenceINN
+from .reference import Reference
+from .spec import Child, NativeSubnet, ParamSpec, Signature, Spec, Subnet, Transform
+from .subnets import MLP, Conv2d, ConvNet, Linear
+from .transforms import AllInOneBlock
+from .tree import Node, build_tree, initial_params
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP", "AllInOneBlock", "BackendError", "BackendInfo", "Child", "Conv2d", "ConvNet",
+    "FlowError", "Inverse", "Linear", "NativeSubnet", "Node", "ParamSpec", "ParameterError",
+    "Reference", "SequenceINN", "ShapeError", "Signature", "Spec", "Subnet", "Transform",
+    "backend_of", "build", "build_tree", "get_backend", "get_params", "initial_params",
+    "installed_backends", "reference", "register", "set_backend", "set_params", "tree_of",
+]  # fmt: skip

@@ -1,0 +1,22 @@
+"""Errors raised by flowcore: each names the transform, what it expected and what it got."""
+
+from __future__ import annotations
+
+
+class FlowError(Exception):
+    """Base class of every error flowcore raises on purpose."""
+
+
+class ShapeError(FlowError, ValueError):
+    """An input, condition or declaration has the wrong shape, rank or count."""
+
+
+class BackendError(FlowError, RuntimeError):
+    """A backend is missing, not installed, or cannot run the request."""
+
+
+class ParameterError(FlowError, KeyError):
+    """Canonical parameters are missing, surplus, or of the wrong shape."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

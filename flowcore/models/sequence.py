@@ -1,0 +1,152 @@
+r"""SequenceINN: transforms applied one after another (FrEIA ``SequenceINN``, gyoza
+``FlowModel``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ShapeError
+from ..spec import Array, Child, Namespace, Shape, Signature, Transform
+
+
+class SequenceINN(Transform):
+    r"""The composition :math:`f = f_n \circ \dots \circ f_1` of single-input transforms.
+
+    ``conditions[i]`` is the index, into the conditions the sequence is called with, of the
+    one condition transform ``i`` takes, or None. The log-det is the sum of the blocks':
+
+    .. math:: \log|\det J_f(x)| = \sum_i \log|\det J_{f_i}(x_{i-1})|
+
+    Children are named ``"0"``, ``"1"``, ...; slicing gives a sequence of those blocks
+    (a negative step reverses the order and inverts each block).
+    """
+
+    def __init__(self, *transforms: Transform, conditions: Sequence[int | None] | None = None) -> None:
+        for t in transforms:
+            if not isinstance(t, Transform):
+                raise TypeError(f"SequenceINN: expected Transform specs, got {type(t).__name__}")
+            if t.n_inputs != 1:
+                raise TypeError(f"SequenceINN: {t.label} takes {t.n_inputs} inputs, blocks must take 1")
+        conds = tuple(conditions) if conditions is not None else (None,) * len(transforms)
+        if len(conds) != len(transforms):
+            raise ValueError(f"SequenceINN: {len(transforms)} transforms but {len(conds)} condition indices")
+        self.transforms: tuple[Transform, ...] = tuple(transforms)
+        self.conditions: tuple[int | None, ...] = conds
+
+    def __repr__(self) -> str:
+        return f"SequenceINN({', '.join(map(repr, self.transforms))}, conditions={self.conditions})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, SequenceINN)
+            and self.transforms == other.transforms
+            and self.conditions == other.conditions
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.transforms, self.conditions))
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def __getitem__(self, index: int | slice) -> Transform:
+        if isinstance(index, int):
+            return self.transforms[index]
+        items = list(zip(self.transforms, self.conditions))[index]
+        if index.step is not None and index.step < 0:
+            items = [(Inverse(t), c) for t, c in items]
+        return SequenceINN(*(t for t, _ in items), conditions=[c for _, c in items])
+
+    def _conditions_of(self, i: int, conditions: Sequence[Shape]) -> tuple[Shape, ...]:
+        idx = self.conditions[i]
+        if idx is None:
+            return ()
+        if not 0 <= idx < len(conditions):
+            raise ShapeError(
+                f"SequenceINN: block {i} takes condition {idx}, but {len(conditions)} "
+                "condition shape(s) were given"
+            )
+        return (tuple(conditions[idx]),)
+
+    def output_shapes(self, inputs: Sequence[Shape], conditions: Sequence[Shape]) -> tuple[Shape, ...]:
+        shapes = tuple(inputs)
+        for i, t in enumerate(self.transforms):
+            shapes = t.signature(shapes, self._conditions_of(i, conditions)).outputs
+        return shapes
+
+    def children(self, sig: Signature) -> Sequence[Child]:
+        shapes, out = sig.inputs, []
+        for i, t in enumerate(self.transforms):
+            conds = self._conditions_of(i, sig.conditions)
+            out.append(Child(str(i), t, shapes, conds))
+            shapes = t.signature(shapes, conds).outputs
+        return out
+
+    def _run(
+        self, subnets: Mapping[str, Any], xs: Sequence[Array], cs: Sequence[Array], rev: bool, jac: bool
+    ) -> tuple[list[Array], Array]:
+        order = range(len(self.transforms))
+        log_det: Array = 0.0
+        for i in reversed(order) if rev else order:
+            idx = self.conditions[i]
+            xs, block_log_det = subnets[str(i)](xs, [] if idx is None else [cs[idx]], rev, jac)
+            log_det = log_det + block_log_det
+        return list(xs), log_det
+
+    def forward(
+        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
+        xs: Sequence[Array], cs: Sequence[Array], jac: bool,
+    ) -> tuple[list[Array], Array]:
+        return self._run(subnets, xs, cs, rev=False, jac=jac)
+
+    def inverse(
+        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
+        ys: Sequence[Array], cs: Sequence[Array], jac: bool,
+    ) -> tuple[list[Array], Array]:
+        return self._run(subnets, ys, cs, rev=True, jac=jac)
+
+
+class Inverse(Transform):
+    r"""The inverse :math:`f^{-1}` of a shape-preserving transform :math:`f`.
+
+    Forward runs ``f.inverse`` (log-det :math:`-\log|\det J_f|` at :math:`f^{-1}(y)`),
+    inverse runs ``f.forward``. Its one child, ``"inner"``, is ``f``.
+    """
+
+    def __init__(self, inner: Transform) -> None:
+        self.inner = inner
+        self.n_inputs = inner.n_inputs
+
+    def __repr__(self) -> str:
+        return f"Inverse({self.inner!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Inverse) and self.inner == other.inner
+
+    def __hash__(self) -> int:
+        return hash(("Inverse", self.inner))
+
+    @property
+    def label(self) -> str:
+        return f"Inverse({self.inner.label})"
+
+    def output_shapes(self, inputs: Sequence[Shape], conditions: Sequence[Shape]) -> tuple[Shape, ...]:
+        if tuple(self.inner.output_shapes(inputs, conditions)) != tuple(inputs):
+            raise ShapeError(f"{self.label}: only shape-preserving transforms can be inverted")
+        return tuple(inputs)
+
+    def children(self, sig: Signature) -> Sequence[Child]:
+        return (Child("inner", self.inner, sig.inputs, sig.conditions),)
+
+    def forward(
+        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
+        xs: Sequence[Array], cs: Sequence[Array], jac: bool,
+    ) -> tuple[list[Array], Array]:
+        return subnets["inner"](xs, cs, True, jac)
+
+    def inverse(
+        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
+        ys: Sequence[Array], cs: Sequence[Array], jac: bool,
+    ) -> tuple[list[Array], Array]:
+        return subnets["inner"](ys, cs, False, jac)

@@ -1,0 +1,276 @@
+r"""AllInOneBlock: affine coupling, global affine scaling ('ActNorm') and a permutation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from .. import initializers as init
+from ..errors import ShapeError
+from ..spec import Array, Child, NativeSubnet, Namespace, ParamSpec, Shape, Signature, Subnet
+from ..spec import Transform, sum_per_sample
+
+GlobalAffineType = Literal["SOFTPLUS", "SIGMOID", "EXP"]
+SoftClamp = Literal["scaled_tanh", "tanh"]
+
+
+def _global_scale_start(kind: str, value: float) -> float:
+    """The pre-activation g0 with Psi(g0) = value."""
+    if kind == "SOFTPLUS":
+        return 2.0 * math.log(math.expm1(5.0 * value))
+    if kind == "SIGMOID":
+        return 2.0 - math.log(10.0 / value - 1.0)
+    return math.log(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class AllInOneBlock(Transform):
+    r"""FrEIA's AllInOneBlock: coupling, global affine and permutation in one block.
+
+    With the channels split as :math:`x = (x_1, x_2)`, :math:`x_1` the first
+    :math:`C - \lfloor C/2 \rfloor` channels, and :math:`(a_s, a_t) = 0.1\,
+    \mathrm{subnet}([x_1, c])` (conditions concatenated on the channel axis, a vector
+    condition broadcast over the pixels of an image):
+
+    .. math::
+
+        s &= \alpha \tanh(a_s / \alpha) \quad(\text{``scaled\_tanh''}, \text{FrEIA master})
+            \quad\text{or}\quad \alpha \tanh(a_s) \quad(\text{``tanh''}, \text{FrEIA 0.2,
+            anomalib}) \\
+        s &\leftarrow s - \mathrm{mean}(s) \quad\text{if gin\_block (mean over all
+            non-batch axes)} \\
+        u &= (x_1,\; x_2 \odot e^{s} + a_t) \\
+        y &= P\,\big(\Psi(g) \odot u + o\big)
+
+    where :math:`g, o` are per-channel parameters (``global_scale``, ``global_offset``;
+    :math:`\Psi = 1` in GIN mode), :math:`\Psi` is ``0.1 softplus_{β=0.5}``,
+    ``10 sigmoid(g - 2)`` or ``exp`` (``global_affine_type``), and :math:`P` acts on
+    channels: a hard permutation (an index gather), a random rotation from SO(C)
+    (``permute_soft``), either one times learned Householder reflections
+    :math:`P = W_0 \prod_k (I - 2 v_k v_k^\top / v_k^\top v_k)`. With
+    ``reverse_permutation`` the input is first multiplied by :math:`P^{-1}`.
+
+    Log-det, with :math:`N` the number of pixels (1 for vectors):
+
+    .. math::
+
+        \log|\det J| = \sum s + N \sum_c \log \Psi(g_c)
+
+    Parameters: ``global_scale`` and ``global_offset`` (shape (1, C, 1, ...)),
+    ``vk_householder`` (K, C) if K > 0; buffers ``w_perm`` (C,) int64 indices (hard),
+    ``w_perm`` (C, C) (soft), or ``w_0`` (C, C) (Householder); child ``subnet`` mapping
+    ``C - C//2 + cond channels`` to ``2 (C//2)`` channels.
+
+    ``subnet`` is a portable :class:`~flowcore.Subnet` (``MLP`` for vectors, ``ConvNet``
+    for images); ``subnet_constructor`` a backend-native ``f(c_in, c_out)`` as in FrEIA.
+    Unlike FrEIA, Householder reflections also work with hard permutations.
+    """
+
+    subnet: Subnet | None = None
+    subnet_constructor: Callable[[int, int], Any] | None = None
+    affine_clamping: float = 2.0
+    gin_block: bool = False
+    global_affine_init: float = 1.0
+    global_affine_type: GlobalAffineType = "SOFTPLUS"
+    permute_soft: bool = False
+    learned_householder_permutation: int = 0
+    reverse_permutation: bool = False
+    soft_clamp: SoftClamp = "scaled_tanh"
+
+    def __post_init__(self) -> None:
+        if (self.subnet is None) == (self.subnet_constructor is None):
+            raise ValueError("AllInOneBlock: give exactly one of subnet= or subnet_constructor=")
+        if self.global_affine_type not in ("SOFTPLUS", "SIGMOID", "EXP"):
+            raise ValueError(
+                f"AllInOneBlock: global_affine_type must be SOFTPLUS, SIGMOID or EXP, "
+                f"got {self.global_affine_type!r}"
+            )
+        upper = 10.0 if self.global_affine_type == "SIGMOID" else math.inf
+        if not 0.0 < self.global_affine_init < upper:
+            raise ValueError(
+                f"AllInOneBlock: global_affine_init must lie in (0, {upper}) for "
+                f"{self.global_affine_type}, got {self.global_affine_init}"
+            )
+        if self.soft_clamp not in ("scaled_tanh", "tanh"):
+            raise ValueError(f"AllInOneBlock: soft_clamp must be 'scaled_tanh' or 'tanh', got {self.soft_clamp!r}")
+        if self.affine_clamping <= 0:
+            raise ValueError(f"AllInOneBlock: affine_clamping must be > 0, got {self.affine_clamping}")
+        if self.learned_householder_permutation < 0:
+            raise ValueError("AllInOneBlock: learned_householder_permutation must be >= 0")
+
+    # -- declarations -------------------------------------------------------------------
+
+    def output_shapes(self, inputs: Sequence[Shape], conditions: Sequence[Shape]) -> tuple[Shape, ...]:
+        (shape,) = inputs
+        if not 1 <= len(shape) <= 4 or shape[0] < 2:
+            raise ShapeError(
+                f"AllInOneBlock: input must be (C,), (C, L), (C, H, W) or (C, D, H, W) with "
+                f"C >= 2, got {shape}"
+            )
+        for i, c in enumerate(conditions):
+            if tuple(c[1:]) != tuple(shape[1:]) and len(c) != 1:
+                raise ShapeError(
+                    f"AllInOneBlock: condition {i} must be a vector (K,) or match the input's "
+                    f"spatial shape {shape[1:]}, got {c}"
+                )
+        return (tuple(shape),)
+
+    def _halves(self, sig: Signature) -> tuple[int, int]:
+        channels = sig.inputs[0][0]
+        return channels - channels // 2, channels // 2
+
+    def parameters(self, sig: Signature) -> Sequence[ParamSpec]:
+        shape = sig.inputs[0]
+        channels = shape[0]
+        affine_shape = (1, channels) + (1,) * (len(shape) - 1)
+        g0 = _global_scale_start(self.global_affine_type, self.global_affine_init)
+        params = [
+            ParamSpec("global_scale", affine_shape, init.constant(affine_shape, g0)),
+            ParamSpec("global_offset", affine_shape, init.zeros(affine_shape)),
+        ]
+        k = self.learned_householder_permutation
+        base = init.special_orthogonal(channels) if self.permute_soft else init.permutation_matrix(channels)
+        if k:
+            params += [
+                ParamSpec("w_0", (channels, channels), base, trainable=False),
+                ParamSpec("vk_householder", (k, channels), init.normal((k, channels), 0.2)),
+            ]
+        elif self.permute_soft:
+            params.append(ParamSpec("w_perm", (channels, channels), base, trainable=False))
+        else:
+            params.append(
+                ParamSpec("w_perm", (channels,), init.permutation(channels), trainable=False, kind="index")
+            )
+        return params
+
+    def children(self, sig: Signature) -> Sequence[Child]:
+        shape = sig.inputs[0]
+        len1, len2 = self._halves(sig)
+        cond_channels = sum(c[0] for c in sig.conditions)
+        spec: Subnet | NativeSubnet
+        if self.subnet is not None:
+            spec = self.subnet
+        else:
+            assert self.subnet_constructor is not None
+            spec = NativeSubnet(self.subnet_constructor)
+        return (
+            Child(
+                "subnet",
+                spec,
+                ((len1 + cond_channels, *shape[1:]),),
+                outputs=((2 * len2, *shape[1:]),),
+            ),
+        )
+
+    # -- math -----------------------------------------------------------------------------
+
+    def _psi(self, xp: Namespace, g: Array) -> Array:
+        if self.global_affine_type == "SOFTPLUS":
+            return 0.2 * xp.logaddexp(0.5 * g, xp.zeros_like(g))  # 0.1 * softplus_{beta=0.5}
+        if self.global_affine_type == "SIGMOID":
+            return 10.0 / (1.0 + xp.exp(2.0 - g))
+        return xp.exp(g)
+
+    def _rotation(self, xp: Namespace, params: Mapping[str, Array]) -> Array | None:
+        """The dense channel matrix P, or None for a hard permutation."""
+        if not self.learned_householder_permutation:
+            return params["w_perm"] if self.permute_soft else None
+        w = params["w_0"]
+        vs = params["vk_householder"]
+        for k in range(self.learned_householder_permutation):
+            v = vs[k, :]
+            wv = xp.matmul(w, v[:, None])  # (C, 1)
+            w = w - (2.0 / xp.sum(v * v)) * wv * v[None, :]
+        return w
+
+    def _permute(self, xp: Namespace, params: Mapping[str, Array], w: Array | None, x: Array, inverse: bool) -> Array:
+        """y = P x (or P^{-1} x) on the channel axis."""
+        if w is None:
+            idx = params["w_perm"]
+            return xp.take(x, xp.argsort(idx) if inverse else idx, axis=1)
+        if inverse:
+            w = xp.permute_dims(w, (1, 0))
+        if x.ndim == 2:
+            return xp.matmul(x, xp.permute_dims(w, (1, 0)))
+        rest = tuple(x.shape[1:])
+        flat = xp.reshape(x, (-1, rest[0], math.prod(rest[1:])))
+        return xp.reshape(xp.matmul(w, flat), (-1, *rest))
+
+    def _coupling(
+        self, xp: Namespace, subnets: Mapping[str, Any], x: Array, cs: Sequence[Array], inverse: bool
+    ) -> tuple[Array, Array]:
+        len2 = x.shape[1] // 2
+        len1 = x.shape[1] - len2
+        x1, x2 = x[:, :len1, ...], x[:, len1:, ...]
+        a = 0.1 * subnets["subnet"](self._with_conditions(xp, x1, cs))
+        a_s, a_t = a[:, :len2, ...], a[:, len2:, ...]
+        alpha = self.affine_clamping
+        s = alpha * xp.tanh(a_s / alpha) if self.soft_clamp == "scaled_tanh" else alpha * xp.tanh(a_s)
+        if self.gin_block:
+            s = s - xp.mean(s, axis=tuple(range(1, s.ndim)), keepdims=True)
+        y2 = (x2 - a_t) * xp.exp(-s) if inverse else x2 * xp.exp(s) + a_t
+        return xp.concat([x1, y2], axis=1), sum_per_sample(xp, s)
+
+    @staticmethod
+    def _with_conditions(xp: Namespace, x1: Array, cs: Sequence[Array]) -> Array:
+        if not cs:
+            return x1
+        spatial = x1.ndim - 2
+        pixels = xp.zeros_like(x1[:, :1, ...])  # broadcasts vector conditions over pixels
+        parts = [x1] + [c[(...,) + (None,) * spatial] + pixels if c.ndim == 2 and spatial else c for c in cs]
+        return xp.concat(parts, axis=1)
+
+    def _global_affine(self, xp: Namespace, params: Mapping[str, Array]) -> tuple[Array | None, Array]:
+        """(Psi(g) or None in GIN mode, sum_c log Psi(g_c))."""
+        if self.gin_block:
+            return None, 0.0
+        scale = self._psi(xp, params["global_scale"])
+        return scale, xp.sum(xp.log(scale))
+
+    def forward(
+        self,
+        xp: Namespace,
+        params: Mapping[str, Array],
+        subnets: Mapping[str, Any],
+        xs: Sequence[Array],
+        cs: Sequence[Array],
+        jac: bool,
+    ) -> tuple[list[Array], Array]:
+        x = xs[0]
+        w = self._rotation(xp, params)
+        if self.reverse_permutation:
+            x = self._permute(xp, params, w, x, inverse=True)
+        u, log_det = self._coupling(xp, subnets, x, cs, inverse=False)
+        scale, log_scale = self._global_affine(xp, params)
+        if scale is not None:
+            u = u * scale
+        y = self._permute(xp, params, w, u + params["global_offset"], inverse=False)
+        return [y], log_det + _pixels(x) * log_scale
+
+    def inverse(
+        self,
+        xp: Namespace,
+        params: Mapping[str, Array],
+        subnets: Mapping[str, Any],
+        ys: Sequence[Array],
+        cs: Sequence[Array],
+        jac: bool,
+    ) -> tuple[list[Array], Array]:
+        y = ys[0]
+        w = self._rotation(xp, params)
+        u = self._permute(xp, params, w, y, inverse=True) - params["global_offset"]
+        scale, log_scale = self._global_affine(xp, params)
+        if scale is not None:
+            u = u / scale
+        x, log_det = self._coupling(xp, subnets, u, cs, inverse=True)
+        if self.reverse_permutation:
+            x = self._permute(xp, params, w, x, inverse=False)
+        return [x], -log_det - _pixels(y) * log_scale
+
+
+def _pixels(x: Array) -> int:
+    return int(np.prod(tuple(x.shape[2:]), dtype=np.int64))
