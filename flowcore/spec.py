@@ -101,7 +101,25 @@ class Child:
 
 
 class Spec:
-    """Base of every spec: declarations default to none."""
+    """Base of every spec: declarations default to none.
+
+    Subclasses register themselves for :mod:`flowcore.serialize`; a spec that is not a
+    dataclass implements ``get_config`` and ``from_config``.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from .serialize import register_spec
+
+        register_spec(cls)
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments of a non-dataclass spec (dataclass fields otherwise)."""
+        raise NotImplementedError(f"{self.label} must implement get_config")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Spec:
+        return cls(**config)
 
     def parameters(self, sig: Signature) -> Sequence[ParamSpec]:
         """Parameters of this module (not of its children) for the given shapes."""

@@ -50,6 +50,13 @@ class SequenceINN(Transform):
     def __len__(self) -> int:
         return len(self.transforms)
 
+    def get_config(self) -> dict[str, Any]:
+        return {"transforms": self.transforms, "conditions": self.conditions}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SequenceINN:
+        return cls(*config["transforms"], conditions=config["conditions"])
+
     def __getitem__(self, index: int | slice) -> Transform:
         if isinstance(index, int):
             return self.transforms[index]
@@ -130,6 +137,9 @@ class Inverse(Transform):
     @property
     def label(self) -> str:
         return f"Inverse({self.inner.label})"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"inner": self.inner}
 
     def output_shapes(self, inputs: Sequence[Shape], conditions: Sequence[Shape]) -> tuple[Shape, ...]:
         if tuple(self.inner.output_shapes(inputs, conditions)) != tuple(inputs):
