@@ -31,13 +31,13 @@ def as_tensor_list(x: Any, what: str) -> list[torch.Tensor]:
     raise ShapeError(f"expected a tensor or a list of tensors as {what}, got {type(x).__name__}")
 
 
-def _native(node: Node) -> nn.Module:
+def _native(node: Node, dtype: torch.dtype) -> nn.Module:
     spec = node.spec
     assert isinstance(spec, NativeSubnet)
     module = spec.constructor(node.signature.inputs[0][0], node.signature.outputs[0][0])
     if not isinstance(module, nn.Module):
         raise TypeError(f"{node.label}: subnet_constructor must return a torch.nn.Module")
-    return module
+    return module.to(dtype)
 
 
 class _Holder(nn.Module):
@@ -66,7 +66,7 @@ class _Holder(nn.Module):
             if modules is not None and name in modules:
                 self.add_module(name, modules[name])
             elif child.is_native:
-                self.add_module(name, _native(child))
+                self.add_module(name, _native(child, dtype))
             elif child.is_transform:
                 self.add_module(name, FlowModule(child, params, dtype))
             else:
