@@ -120,6 +120,8 @@ def load_backend(name: str) -> Backend:
             f"flowcore backend {name!r} needs {missing}, which is not installed "
             f"(pip install 'flowcore[{name}]'); installed backends: {installed_backends()}"
         )
-    backend = importlib.import_module(info.module).BACKEND
+    backend = getattr(importlib.import_module(info.module), "BACKEND", None)
+    if backend is None:
+        raise BackendError(f"flowcore backend {name!r}: module {info.module} defines no BACKEND")
     _LOADED[name] = backend
     return backend
