@@ -73,14 +73,15 @@ class _Holder(nn.Module):
                 self.add_module(name, SubnetModule(child, params, dtype))
 
     def _params(self) -> dict[str, torch.Tensor]:
-        return {p.name: getattr(self, p.name) for p in self.flowcore_tree.params}
+        # read nn.Module's registries directly: nn.Module.__getattr__ is slow per call
+        return {**self._parameters, **self._buffers}  # type: ignore[dict-item]
 
     def _subnets(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, child in self.flowcore_tree.children.items():
-            module = getattr(self, name)
-            out[name] = module.run if child.is_transform else module
-        return out
+        # looked up per call (not cached) so that DataParallel replicas use their own children
+        return {
+            name: module.run if isinstance(module, FlowModule) else module
+            for name, module in self._modules.items()
+        }
 
 
 class SubnetModule(_Holder):

@@ -12,4 +12,6 @@ XP = extend(
     conv2d=lambda x, w, b, padding: F.conv2d(x, w, b, padding=padding),
     relu=torch.relu,
     leaky_relu=F.leaky_relu,
+    # array-api-compat's take handles axis=None with Python overhead; specs always pass axis
+    take=lambda x, indices, axis: torch.index_select(x, axis, indices),
 )

@@ -7,8 +7,6 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
-
 from .. import initializers as init
 from ..errors import ShapeError
 from ..spec import Array, Child, NativeSubnet, Namespace, ParamSpec, Shape, Signature, Subnet
@@ -205,9 +203,9 @@ class AllInOneBlock(Transform):
     ) -> tuple[Array, Array]:
         len2 = x.shape[1] // 2
         len1 = x.shape[1] - len2
-        x1, x2 = x[:, :len1, ...], x[:, len1:, ...]
+        x1, x2 = x[:, :len1], x[:, len1:]
         a = 0.1 * subnets["subnet"](self._with_conditions(xp, x1, cs))
-        a_s, a_t = a[:, :len2, ...], a[:, len2:, ...]
+        a_s, a_t = a[:, :len2], a[:, len2:]
         alpha = self.affine_clamping
         s = alpha * xp.tanh(a_s / alpha) if self.soft_clamp == "scaled_tanh" else alpha * xp.tanh(a_s)
         if self.gin_block:
@@ -220,7 +218,7 @@ class AllInOneBlock(Transform):
         if not cs:
             return x1
         spatial = x1.ndim - 2
-        pixels = xp.zeros_like(x1[:, :1, ...])  # broadcasts vector conditions over pixels
+        pixels = xp.zeros_like(x1[:, :1])  # broadcasts vector conditions over pixels
         parts = [x1] + [c[(...,) + (None,) * spatial] + pixels if c.ndim == 2 and spatial else c for c in cs]
         return xp.concat(parts, axis=1)
 
@@ -273,4 +271,4 @@ class AllInOneBlock(Transform):
 
 
 def _pixels(x: Array) -> int:
-    return int(np.prod(tuple(x.shape[2:]), dtype=np.int64))
+    return math.prod(int(d) for d in x.shape[2:])
