@@ -7,6 +7,7 @@ from .api import backend_of, build, get_backend, get_params, reference, set_back
 from .api import tree_of
 from .backend import BackendInfo, installed_backends, register
 from .errors import BackendError, FlowError, ParameterError, ShapeError
+from .io import load, save
 from .models import Inverse, SequenceINN
 from .reference import Reference
 from .spec import Child, NativeSubnet, ParamSpec, Signature, Spec, Subnet, Transform
@@ -21,5 +22,6 @@ __all__ = [
     "FlowError", "Inverse", "Linear", "NativeSubnet", "Node", "ParamSpec", "ParameterError",
     "Reference", "SequenceINN", "ShapeError", "Signature", "Spec", "Subnet", "Transform",
     "backend_of", "build", "build_tree", "get_backend", "get_params", "initial_params",
-    "installed_backends", "reference", "register", "set_backend", "set_params", "tree_of",
+    "installed_backends", "load", "reference", "register", "save", "set_backend", "set_params",
+    "tree_of",
 ]  # fmt: skip
