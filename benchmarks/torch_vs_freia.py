@@ -21,7 +21,9 @@ def freia_flow() -> torch.nn.Module:
     import FrEIA.modules as Fm
 
     def subnet(c_in: int, c_out: int) -> torch.nn.Module:
-        return torch.nn.Sequential(torch.nn.Linear(c_in, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, c_out))
+        return torch.nn.Sequential(
+            torch.nn.Linear(c_in, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, c_out)
+        )
 
     net = Ff.SequenceINN(DIM)
     for _ in range(BLOCKS):
@@ -50,7 +52,10 @@ def main() -> None:
     x = torch.randn(BATCH, DIM)
     ours, theirs = median_ms(flowcore_flow(), x), median_ms(freia_flow(), x)
     print(f"{BLOCKS} AllInOneBlocks, D={DIM}, batch {BATCH}, forward+inverse, 1 thread")
-    print(f"  FrEIA 0.2: {theirs:.2f} ms   flowcore: {ours:.2f} ms   ratio flowcore/FrEIA: {ours / theirs:.2f}")
+    print(
+        f"  FrEIA 0.2: {theirs:.2f} ms   flowcore: {ours:.2f} ms   "
+        f"ratio flowcore/FrEIA: {ours / theirs:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -27,16 +27,35 @@ class FixedRandomElementwiseMultiply(fc.Transform):
     def parameters(self, sig: fc.Signature) -> Sequence[fc.ParamSpec]:
         shape = (1, *sig.inputs[0])
         return [
-            fc.ParamSpec("random_factor", shape, lambda rng: rng.integers(1, 3, shape).astype(float), trainable=False)
+            fc.ParamSpec(
+                "random_factor",
+                shape,
+                lambda rng: rng.integers(1, 3, shape).astype(float),
+                trainable=False,
+            )
         ]
 
-    def forward(self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
-                xs: Sequence[Array], cs: Sequence[Array], jac: bool) -> tuple[list[Array], Array]:
+    def forward(
+        self,
+        xp: Namespace,
+        params: Mapping[str, Array],
+        subnets: Mapping[str, Any],
+        xs: Sequence[Array],
+        cs: Sequence[Array],
+        jac: bool,
+    ) -> tuple[list[Array], Array]:
         factor = params["random_factor"]
         return [xs[0] * factor], xp.sum(xp.log(factor))
 
-    def inverse(self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
-                ys: Sequence[Array], cs: Sequence[Array], jac: bool) -> tuple[list[Array], Array]:
+    def inverse(
+        self,
+        xp: Namespace,
+        params: Mapping[str, Array],
+        subnets: Mapping[str, Any],
+        ys: Sequence[Array],
+        cs: Sequence[Array],
+        jac: bool,
+    ) -> tuple[list[Array], Array]:
         factor = params["random_factor"]
         return [ys[0] / factor], -xp.sum(xp.log(factor))
 
@@ -48,13 +67,25 @@ class ConditionalSwap(fc.Transform):
 
     n_inputs = 2
 
-    def output_shapes(self, inputs: Sequence[Shape], conditions: Sequence[Shape]) -> tuple[Shape, ...]:
+    def output_shapes(
+        self, inputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
         if inputs[0] != inputs[1] or len(conditions) != 1 or conditions[0] != (1,):
-            raise fc.ShapeError(f"ConditionalSwap: needs two equal inputs and one (1,) condition, got {inputs}, {conditions}")
+            raise fc.ShapeError(
+                "ConditionalSwap: needs two equal inputs and one (1,) condition, "
+                f"got {inputs}, {conditions}"
+            )
         return tuple(inputs)
 
-    def forward(self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
-                xs: Sequence[Array], cs: Sequence[Array], jac: bool) -> tuple[list[Array], Array]:
+    def forward(
+        self,
+        xp: Namespace,
+        params: Mapping[str, Array],
+        subnets: Mapping[str, Any],
+        xs: Sequence[Array],
+        cs: Sequence[Array],
+        jac: bool,
+    ) -> tuple[list[Array], Array]:
         x1, x2 = xs
         swap = cs[0] > 0  # (batch, 1) broadcasts over the features
         return [xp.where(swap, x2, x1), xp.where(swap, x1, x2)], 0.0
@@ -67,13 +98,24 @@ def main() -> None:
     x = rng.standard_normal((10, 2)).astype(np.float32)
     for name in fc.installed_backends():
         backend = fc.get_backend(name)
-        net = fc.build(fc.SequenceINN(FixedRandomElementwiseMultiply(), FixedRandomElementwiseMultiply()), (2,), backend=name, seed=0)
-        (z,), log_det = backend.call(net, [backend.to_native(x, "float32", "cpu")], [], rev=False, jac=True)
+        net = fc.build(
+            fc.SequenceINN(FixedRandomElementwiseMultiply(), FixedRandomElementwiseMultiply()),
+            (2,),
+            backend=name,
+            seed=0,
+        )
+        (z,), log_det = backend.call(
+            net, [backend.to_native(x, "float32", "cpu")], [], rev=False, jac=True
+        )
         swap = fc.build(ConditionalSwap(), [(2,), (2,)], [(1,)], backend=name, seed=0)
         c = np.where(np.arange(10) % 2 == 0, 1.0, -1.0).astype(np.float32)[:, None]
         native = [backend.to_native(a, "float32", "cpu") for a in (x, 2 * x)]
-        (y1, y2), _ = backend.call(swap, native, [backend.to_native(c, "float32", "cpu")], rev=False, jac=True)
-        swapped = np.array_equal(backend.to_numpy(y1)[0], 2 * x[0]) and np.array_equal(backend.to_numpy(y1)[1], x[1])
+        (y1, y2), _ = backend.call(
+            swap, native, [backend.to_native(c, "float32", "cpu")], rev=False, jac=True
+        )
+        swapped = np.array_equal(backend.to_numpy(y1)[0], 2 * x[0]) and np.array_equal(
+            backend.to_numpy(y1)[1], x[1]
+        )
         print(f"{name:6s} log_det={backend.to_numpy(log_det)[0]:.4f}  swap where c>0: {swapped}")
 
 

@@ -22,7 +22,9 @@ TOLERANCE = 1e-4  # float32 against the float64 reference, O(1) values, two bloc
 
 def main() -> int:
     spec = fc.SequenceINN(
-        fc.AllInOneBlock(subnet=fc.MLP(hidden=(64, 64), zero_init_last=False), affine_clamping=2.0),
+        fc.AllInOneBlock(
+            subnet=fc.MLP(hidden=(64, 64), zero_init_last=False), affine_clamping=2.0
+        ),
         fc.AllInOneBlock(subnet=fc.MLP(hidden=(64, 64), zero_init_last=False), permute_soft=True),
         conditions=[None, 0],
     )
@@ -40,17 +42,25 @@ def main() -> int:
         flow = fc.build(spec, input_shape=(8,), cond_shapes=[(3,)], backend=name, seed=SEED)
         backend = fc.get_backend(name)
         (z,), log_det = backend.call(
-            flow, [backend.to_native(x, "float32", "cpu")], [backend.to_native(c, "float32", "cpu")],
-            rev=False, jac=True,
+            flow,
+            [backend.to_native(x, "float32", "cpu")],
+            [backend.to_native(c, "float32", "cpu")],
+            rev=False,
+            jac=True,
         )
         results[name] = (backend.to_numpy(z), backend.to_numpy(log_det))
         params[name] = fc.get_params(flow)
-        label = f"{name} (Keras on {os.environ.get('KERAS_BACKEND', 'tensorflow')})" if name == "keras" else name
+        label = (
+            f"{name} (Keras on {os.environ.get('KERAS_BACKEND', 'tensorflow')})"
+            if name == "keras"
+            else name
+        )
         print(f"  built in {label}: {type(flow).__module__}.{type(flow).__qualname__}")
 
     first = backends[0]
     same_params = all(
-        all(np.array_equal(params[first][k], params[b][k]) for k in params[first]) for b in backends
+        all(np.array_equal(params[first][k], params[b][k]) for k in params[first])
+        for b in backends
     )
     print(f"same seed, bit-identical parameters in every backend: {same_params}")
     tree = fc.build_tree(spec, [(8,)], [(3,)])
@@ -61,7 +71,10 @@ def main() -> int:
         dl = float(np.max(np.abs(log_det - log_det_ref)))
         agree = dz < TOLERANCE and dl < TOLERANCE
         ok &= agree
-        print(f"  {name:6s} max |z - ref| = {dz:.1e}   max |log_det - ref| = {dl:.1e}   {'agree' if agree else 'DIFFER'}")
+        print(
+            f"  {name:6s} max |z - ref| = {dz:.1e}   max |log_det - ref| = {dl:.1e}   "
+            + ("agree" if agree else "DIFFER")
+        )
     print("all backends agree with the float64 reference" if ok else "MISMATCH")
     return 0 if ok else 1
 

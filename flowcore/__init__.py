@@ -3,8 +3,16 @@
 ``import flowcore`` imports no framework; a backend is imported when it is first asked for.
 """
 
-from .api import backend_of, build, get_backend, get_params, reference, set_backend, set_params
-from .api import tree_of
+from .api import (
+    backend_of,
+    build,
+    get_backend,
+    get_params,
+    reference,
+    set_backend,
+    set_params,
+    tree_of,
+)
 from .backend import BackendInfo, installed_backends, register
 from .errors import BackendError, FlowError, ParameterError, ShapeError
 from .io import load, save

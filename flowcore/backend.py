@@ -67,7 +67,9 @@ class Backend(Protocol):
         """Per-sample Jacobian ``d forward(x)/dx`` by the framework's autodiff, shape (B, D, D)
         with D the flattened size of one sample."""
 
-    def gradients(self, module: Any, xs: Sequence[Any], cs: Sequence[Any]) -> dict[str, np.ndarray]:
+    def gradients(
+        self, module: Any, xs: Sequence[Any], cs: Sequence[Any]
+    ) -> dict[str, np.ndarray]:
         """Gradients of ``sum(z**2)/2 - sum(log_det)`` w.r.t. every trainable canonical
         parameter, by the framework's autodiff."""
 

@@ -22,7 +22,9 @@ def _safetensors() -> Any:
     try:
         import safetensors.numpy
     except ImportError as err:  # pragma: no cover - exercised only without the extra
-        raise FlowError("saving and loading need safetensors: pip install 'flowcore[weights]'") from err
+        raise FlowError(
+            "saving and loading need safetensors: pip install 'flowcore[weights]'"
+        ) from err
     return safetensors.numpy
 
 
@@ -78,8 +80,12 @@ def load(
     spec = spec_from_config(header["spec"])
     assert isinstance(spec, Transform)
     model = build(
-        spec, header["inputs"], header["conditions"], backend=backend,
-        dtype=dtype or header["dtype"], device=device,
+        spec,
+        header["inputs"],
+        header["conditions"],
+        backend=backend,
+        dtype=dtype or header["dtype"],
+        device=device,
     )
     set_params(model, params)
     return model

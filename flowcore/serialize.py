@@ -54,7 +54,10 @@ def spec_to_config(spec: Spec) -> dict[str, Any]:
     else:
         fields = spec.get_config()
     where = spec.label
-    return {"type": spec_type(type(spec)), "config": {k: _encode(v, f"{where}.{k}") for k, v in fields.items()}}
+    return {
+        "type": spec_type(type(spec)),
+        "config": {k: _encode(v, f"{where}.{k}") for k, v in fields.items()},
+    }
 
 
 def spec_from_config(config: dict[str, Any]) -> Spec:

@@ -45,11 +45,17 @@ class Linear(Subnet):
 
     def parameters(self, sig: Signature) -> Sequence[ParamSpec]:
         (n_in,), (n_out,) = sig.inputs[0], sig.outputs[0]
-        w_init = init.zeros((n_out, n_in)) if self.zero_init else init.fan_in_uniform((n_out, n_in), n_in)
+        w_init = (
+            init.zeros((n_out, n_in))
+            if self.zero_init
+            else init.fan_in_uniform((n_out, n_in), n_in)
+        )
         b_init = init.zeros((n_out,)) if self.zero_init else init.fan_in_uniform((n_out,), n_in)
         return (ParamSpec("weight", (n_out, n_in), w_init), ParamSpec("bias", (n_out,), b_init))
 
-    def apply(self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array) -> Array:
+    def apply(
+        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array
+    ) -> Array:
         return xp.linear(x, params["weight"], params["bias"])
 
 
@@ -84,7 +90,9 @@ class Conv2d(Subnet):
         b_init = init.zeros((c_out,)) if self.zero_init else init.fan_in_uniform((c_out,), fan_in)
         return (ParamSpec("weight", shape, w_init), ParamSpec("bias", (c_out,), b_init))
 
-    def apply(self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array) -> Array:
+    def apply(
+        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array
+    ) -> Array:
         return xp.conv2d(x, params["weight"], params["bias"], self.padding)
 
 
@@ -115,11 +123,18 @@ class MLP(Subnet):
         widths = [sig.inputs[0][0], *self.hidden, sig.outputs[0][0]]
         last = len(widths) - 2
         return tuple(
-            Child(str(k), Linear(zero_init=self.zero_init_last and k == last), ((a,),), outputs=((b,),))
-            for k, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
+            Child(
+                str(k),
+                Linear(zero_init=self.zero_init_last and k == last),
+                ((a,),),
+                outputs=((b,),),
+            )
+            for k, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
         )
 
-    def apply(self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array) -> Array:
+    def apply(
+        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array
+    ) -> Array:
         last = len(self.hidden)
         for k in range(last):
             x = activate(xp, subnets[str(k)](x), self.activation, self.negative_slope)
@@ -166,10 +181,12 @@ class ConvNet(Subnet):
                 ((a, h, w),),
                 outputs=((b, h, w),),
             )
-            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
+            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
         )
 
-    def apply(self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array) -> Array:
+    def apply(
+        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array
+    ) -> Array:
         last = len(self.hidden)
         for k in range(last):
             x = activate(xp, subnets[str(k)](x), self.activation, self.negative_slope)

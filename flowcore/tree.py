@@ -19,8 +19,18 @@ from typing import Any
 import numpy as np
 
 from .errors import ShapeError
-from .spec import Array, Child, NativeSubnet, Namespace, ParamSpec, Signature, Spec, Subnet
-from .spec import Transform, batch_zeros
+from .spec import (
+    Array,
+    Child,
+    Namespace,
+    NativeSubnet,
+    ParamSpec,
+    Signature,
+    Spec,
+    Subnet,
+    Transform,
+    batch_zeros,
+)
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -142,7 +152,9 @@ def initial_params(tree: Node, seed: int) -> dict[str, np.ndarray]:
                     f"{node.label}: initialiser of {p.name!r} gave shape {value.shape}, "
                     f"declared {p.shape}"
                 )
-            out[node.full_name(p.name)] = value.astype(np.int64 if p.kind == "index" else np.float64)
+            out[node.full_name(p.name)] = value.astype(
+                np.int64 if p.kind == "index" else np.float64
+            )
     return out
 
 
@@ -161,7 +173,9 @@ def check_params(tree: Node, params: Mapping[str, Any]) -> None:
     for name, p in specs.items():
         shape = tuple(np.shape(params[name]))
         if shape != p.shape:
-            raise ParameterError(f"{tree.label}: parameter {name!r} has shape {shape}, expected {p.shape}")
+            raise ParameterError(
+                f"{tree.label}: parameter {name!r} has shape {shape}, expected {p.shape}"
+            )
 
 
 def dtype_name(dtype: Any) -> str:
@@ -173,10 +187,12 @@ def _shape_text(shape: Sequence[Any]) -> str:
     return "(batch, " + ", ".join(str(d) for d in shape) + ")" if shape else "(batch,)"
 
 
-def _check_arrays(node: Node, what: str, arrays: Sequence[Array], shapes: Sequence[tuple[int, ...]]) -> None:
+def _check_arrays(
+    node: Node, what: str, arrays: Sequence[Array], shapes: Sequence[tuple[int, ...]]
+) -> None:
     if len(arrays) != len(shapes):
         raise ShapeError(f"{node.label}: expected {len(shapes)} {what}(s), got {len(arrays)}")
-    for i, (a, shape) in enumerate(zip(arrays, shapes)):
+    for i, (a, shape) in enumerate(zip(arrays, shapes, strict=True)):
         got = tuple(a.shape)
         if len(got) != len(shape) + 1 or tuple(got[1:]) != shape:
             raise ShapeError(

@@ -12,19 +12,26 @@ import flowcore as fc
 from flowcore import backend as registry
 
 _wanted = os.environ.get("FLOWCORE_TEST_BACKENDS")
-WANTED = [b for b in (_wanted.split(",") if _wanted is not None else ["torch", "jax", "keras"]) if b]
+WANTED = [
+    b for b in (_wanted.split(",") if _wanted is not None else ["torch", "jax", "keras"]) if b
+]
 
 
 def _installed(name: str):
     return pytest.param(
-        name, marks=pytest.mark.skipif(name not in fc.installed_backends(), reason=f"{name} is not installed")
+        name,
+        marks=pytest.mark.skipif(
+            name not in fc.installed_backends(), reason=f"{name} is not installed"
+        ),
     )
 
 
 def _spec() -> fc.SequenceINN:
     return fc.SequenceINN(
         fc.AllInOneBlock(subnet=fc.MLP(hidden=(8,), zero_init_last=False)),
-        fc.AllInOneBlock(subnet=fc.MLP(hidden=(8,), zero_init_last=False), permute_soft=True, soft_clamp="tanh"),
+        fc.AllInOneBlock(
+            subnet=fc.MLP(hidden=(8,), zero_init_last=False), permute_soft=True, soft_clamp="tanh"
+        ),
         conditions=[None, 0],
     )
 
@@ -101,28 +108,51 @@ def test_build_rejects_bad_dtype():
 
 
 PAIRS = [
-    pytest.param(a, b, marks=pytest.mark.skipif(
-        not {a, b} <= set(fc.installed_backends()), reason=f"needs {a} and {b} installed"))
-    for a in WANTED for b in WANTED
+    pytest.param(
+        a,
+        b,
+        marks=pytest.mark.skipif(
+            not {a, b} <= set(fc.installed_backends()), reason=f"needs {a} and {b} installed"
+        ),
+    )
+    for a in WANTED
+    for b in WANTED
 ]
 
 
 @pytest.mark.parametrize(("source", "target"), PAIRS)
 def test_save_in_one_backend_load_in_another(tmp_path, source, target):
-    model = fc.build(_spec(), (5,), [(3,)], backend=source, seed=4, dtype="float64" if source != "jax" else "float32")
+    model = fc.build(
+        _spec(),
+        (5,),
+        [(3,)],
+        backend=source,
+        seed=4,
+        dtype="float64" if source != "jax" else "float32",
+    )
     path = tmp_path / "flow.fc"
     fc.save(model, path)
     header, stored = fc.io.read(path)
     assert header["inputs"] == [[5]] and header["conditions"] == [[3]]
     loaded = fc.load(path, backend=target, dtype="float32")
     for name, value in fc.get_params(model).items():
-        np.testing.assert_array_equal(fc.get_params(loaded)[name], value.astype(fc.get_params(loaded)[name].dtype))
+        np.testing.assert_array_equal(
+            fc.get_params(loaded)[name], value.astype(fc.get_params(loaded)[name].dtype)
+        )
     x = np.random.default_rng(0).standard_normal((4, 5))
     c = np.random.default_rng(1).standard_normal((4, 3))
     (z_ref,), _ = fc.reference(model)([x], [c])
     backend = fc.get_backend(target)
-    (z,), _ = backend.call(loaded, [backend.to_native(x, "float32", "cpu")], [backend.to_native(c, "float32", "cpu")], False, True)
-    np.testing.assert_allclose(backend.to_numpy(z), z_ref, atol=1e-5)  # float32 vs float64 reference
+    (z,), _ = backend.call(
+        loaded,
+        [backend.to_native(x, "float32", "cpu")],
+        [backend.to_native(c, "float32", "cpu")],
+        False,
+        True,
+    )
+    np.testing.assert_allclose(
+        backend.to_numpy(z), z_ref, atol=1e-5
+    )  # float32 vs float64 reference
 
 
 def test_load_refuses_foreign_and_unknown_files(tmp_path):
@@ -132,10 +162,18 @@ def test_load_refuses_foreign_and_unknown_files(tmp_path):
     safetensors.numpy.save_file({"w": np.zeros(2)}, plain)
     with pytest.raises(fc.FlowError, match="not a flowcore file"):
         fc.load(plain)
-    header = {"format": "flowcore", "version": 1, "spec": {"type": "os:system", "config": {}},
-              "inputs": [[2]], "conditions": [], "dtype": "float32"}
+    header = {
+        "format": "flowcore",
+        "version": 1,
+        "spec": {"type": "os:system", "config": {}},
+        "inputs": [[2]],
+        "conditions": [],
+        "dtype": "float32",
+    }
     evil = tmp_path / "evil.fc"
-    safetensors.numpy.save_file({"w": np.zeros(2)}, evil, metadata={"flowcore": json.dumps(header)})
+    safetensors.numpy.save_file(
+        {"w": np.zeros(2)}, evil, metadata={"flowcore": json.dumps(header)}
+    )
     with pytest.raises(fc.FlowError, match="unknown spec type 'os:system'"):
         fc.load(evil, backend="numpy-never-reached")
 

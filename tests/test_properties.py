@@ -14,21 +14,29 @@ from hypothesis import strategies as st
 
 import flowcore as fc
 
-options = st.fixed_dictionaries({
-    "affine_clamping": st.sampled_from([0.5, 2.0]),
-    "gin_block": st.booleans(),
-    "global_affine_type": st.sampled_from(["SOFTPLUS", "SIGMOID", "EXP"]),
-    "global_affine_init": st.sampled_from([0.7, 1.0, 1.6]),
-    "permute_soft": st.booleans(),
-    "learned_householder_permutation": st.sampled_from([0, 2]),
-    "reverse_permutation": st.booleans(),
-    "soft_clamp": st.sampled_from(["scaled_tanh", "tanh"]),
-})
-shapes = st.sampled_from([((2,), None), ((5,), (3,)), ((3, 3, 2), None), ((3, 3, 3), (2,)), ((4, 2, 3), (1, 2, 3))])
+options = st.fixed_dictionaries(
+    {
+        "affine_clamping": st.sampled_from([0.5, 2.0]),
+        "gin_block": st.booleans(),
+        "global_affine_type": st.sampled_from(["SOFTPLUS", "SIGMOID", "EXP"]),
+        "global_affine_init": st.sampled_from([0.7, 1.0, 1.6]),
+        "permute_soft": st.booleans(),
+        "learned_householder_permutation": st.sampled_from([0, 2]),
+        "reverse_permutation": st.booleans(),
+        "soft_clamp": st.sampled_from(["scaled_tanh", "tanh"]),
+    }
+)
+shapes = st.sampled_from(
+    [((2,), None), ((5,), (3,)), ((3, 3, 2), None), ((3, 3, 3), (2,)), ((4, 2, 3), (1, 2, 3))]
+)
 
 
 def _model(opts, shape, cond, seed):
-    subnet = fc.MLP(hidden=(8,), zero_init_last=False) if len(shape) == 1 else fc.ConvNet(hidden=(4,), zero_init_last=False)
+    subnet = (
+        fc.MLP(hidden=(8,), zero_init_last=False)
+        if len(shape) == 1
+        else fc.ConvNet(hidden=(4,), zero_init_last=False)
+    )
     tree = fc.build_tree(fc.AllInOneBlock(subnet=subnet, **opts), [shape], [cond] if cond else [])
     params = fc.initial_params(tree, seed)
     rng = np.random.default_rng(seed)
@@ -57,7 +65,9 @@ def test_reference_is_invertible_with_exact_log_det(opts, shape_cond, seed):
             step = np.zeros(size)
             step[i] = h
             up = ref([(x[b].ravel() + step).reshape(1, *shape)], [c[b : b + 1] for c in cs])[0][0]
-            down = ref([(x[b].ravel() - step).reshape(1, *shape)], [c[b : b + 1] for c in cs])[0][0]
+            down = ref([(x[b].ravel() - step).reshape(1, *shape)], [c[b : b + 1] for c in cs])[0][
+                0
+            ]
             jac[:, i] = (up - down).ravel() / (2 * h)
         sign, logabs = np.linalg.slogdet(jac)
         assert sign != 0

@@ -12,8 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the torch backend needs PyTorch")
 
-import flowcore as fc  # noqa: E402
 import flowcore.backends.torch as Ff  # noqa: E402
+
+import flowcore as fc  # noqa: E402
 
 
 def _spec() -> fc.SequenceINN:
@@ -26,7 +27,9 @@ def _spec() -> fc.SequenceINN:
 
 def _inputs(dtype=torch.float64):
     gen = torch.Generator().manual_seed(1)
-    return torch.randn(6, 5, generator=gen, dtype=dtype), torch.randn(6, 3, generator=gen, dtype=dtype)
+    return torch.randn(6, 5, generator=gen, dtype=dtype), torch.randn(
+        6, 3, generator=gen, dtype=dtype
+    )
 
 
 def test_build_returns_plain_module_with_canonical_state_dict():
@@ -63,7 +66,9 @@ def test_to_dtype_keeps_index_buffers_and_state_dict_round_trips():
 def test_get_set_params_round_trip():
     a = fc.build(_spec(), (5,), [(3,)], backend="torch", seed=0)
     b = fc.build(_spec(), (5,), [(3,)], backend="torch", seed=1)
-    assert not np.array_equal(fc.get_params(a)["0.subnet.0.weight"], fc.get_params(b)["0.subnet.0.weight"])
+    assert not np.array_equal(
+        fc.get_params(a)["0.subnet.0.weight"], fc.get_params(b)["0.subnet.0.weight"]
+    )
     fc.set_params(b, fc.get_params(a))
     for name, value in fc.get_params(a).items():
         np.testing.assert_array_equal(fc.get_params(b)[name], value)
@@ -76,7 +81,9 @@ def test_torch_compile_matches_eager():
     x, c = _inputs()
     compiled = torch.compile(flow)
     torch.testing.assert_close(compiled(x, c)[0], flow(x, c)[0], rtol=0, atol=1e-13)
-    torch.testing.assert_close(compiled(x, c, rev=True)[1], flow(x, c, rev=True)[1], rtol=0, atol=1e-13)
+    torch.testing.assert_close(
+        compiled(x, c, rev=True)[1], flow(x, c, rev=True)[1], rtol=0, atol=1e-13
+    )
 
 
 def test_ddp_single_process_gradients_match(tmp_path):
@@ -103,8 +110,11 @@ def test_imperative_sequence_equals_build_with_same_seed():
     seq = Ff.SequenceINN(5, seed=0, dtype=torch.float64)
     seq.append(fc.AllInOneBlock, subnet=fc.MLP(hidden=(16,), zero_init_last=False))
     seq.append(
-        fc.AllInOneBlock, cond=0, cond_shape=(3,),
-        subnet=fc.MLP(hidden=(16,), zero_init_last=False), permute_soft=True,
+        fc.AllInOneBlock,
+        cond=0,
+        cond_shape=(3,),
+        subnet=fc.MLP(hidden=(16,), zero_init_last=False),
+        permute_soft=True,
     )
     flow = fc.build(_spec(), (5,), [(3,)], backend="torch", seed=0, dtype="float64")
     x, c = _inputs()
@@ -129,7 +139,9 @@ def test_slicing_and_negative_step_inverts():
 
 def test_native_subnet_constructor_on_images():
     def conv(c_in: int, c_out: int) -> torch.nn.Module:
-        return torch.nn.Sequential(torch.nn.Conv2d(c_in, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, c_out, 1))
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(c_in, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, c_out, 1)
+        )
 
     seq = Ff.SequenceINN(4, 6, 6, seed=0, dtype=torch.float64)
     seq.append(fc.AllInOneBlock, subnet_constructor=conv, cond=0, cond_shape=(2,))
@@ -138,14 +150,18 @@ def test_native_subnet_constructor_on_images():
     z, log_det = seq(x, [c])
     x_back, log_det_back = seq(z, [c], rev=True)
     torch.testing.assert_close(x_back, x, rtol=0, atol=1e-12)
-    torch.testing.assert_close(log_det + log_det_back, torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        log_det + log_det_back, torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-12
+    )
     assert "0.subnet.0.weight" in seq.state_dict()
 
 
 def test_clear_errors_for_bad_input():
     flow = fc.build(_spec(), (5,), [(3,)], backend="torch", seed=0)
     x, c = _inputs(torch.float32)
-    with pytest.raises(fc.ShapeError, match=r"SequenceINN.*input 0 should have shape \(batch, 5\)"):
+    with pytest.raises(
+        fc.ShapeError, match=r"SequenceINN.*input 0 should have shape \(batch, 5\)"
+    ):
         flow(torch.randn(2, 4), c)
     with pytest.raises(fc.ShapeError, match="expected 1 condition"):
         flow(x)

@@ -24,7 +24,12 @@ _spec.loader.exec_module(custom)
 
 _wanted = os.environ.get("FLOWCORE_TEST_BACKENDS")
 BACKENDS = [
-    pytest.param(name, marks=pytest.mark.skipif(name not in fc.installed_backends(), reason=f"{name} is not installed"))
+    pytest.param(
+        name,
+        marks=pytest.mark.skipif(
+            name not in fc.installed_backends(), reason=f"{name} is not installed"
+        ),
+    )
     for name in (_wanted.split(",") if _wanted else ["torch", "jax", "keras"])
     if name
 ]
@@ -33,15 +38,20 @@ BACKENDS = [
 def _run(name, model, xs, cs=(), rev=False):
     backend = fc.get_backend(name)
     ys, log_det = backend.call(
-        model, [backend.to_native(x, "float32", "cpu") for x in xs],
-        [backend.to_native(c, "float32", "cpu") for c in cs], rev=rev, jac=True,
+        model,
+        [backend.to_native(x, "float32", "cpu") for x in xs],
+        [backend.to_native(c, "float32", "cpu") for c in cs],
+        rev=rev,
+        jac=True,
     )
     return [backend.to_numpy(y) for y in ys], backend.to_numpy(log_det)
 
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_sequence_of_fixed_random_multiplies(name):
-    spec = fc.SequenceINN(custom.FixedRandomElementwiseMultiply(), custom.FixedRandomElementwiseMultiply())
+    spec = fc.SequenceINN(
+        custom.FixedRandomElementwiseMultiply(), custom.FixedRandomElementwiseMultiply()
+    )
     net = fc.build(spec, (2,), backend=name, seed=3)
     x = np.random.default_rng(0).standard_normal((10, 2)).astype(np.float32)
     (z,), log_det = _run(name, net, [x])

@@ -20,7 +20,9 @@ def _dtype(name: str) -> torch.dtype:
 class TorchBackend:
     name = "torch"
 
-    def build(self, tree: Node, params: Mapping[str, np.ndarray], dtype: str, device: Any) -> FlowModule:
+    def build(
+        self, tree: Node, params: Mapping[str, np.ndarray], dtype: str, device: Any
+    ) -> FlowModule:
         module = FlowModule(tree, params, _dtype(dtype))
         return module.to(device) if device is not None else module
 
@@ -61,7 +63,9 @@ class TorchBackend:
         full = full.reshape(batch, size, batch, size)
         return np.stack([self.to_numpy(full[b, :, b, :]) for b in range(batch)])
 
-    def gradients(self, module: Any, xs: Sequence[Any], cs: Sequence[Any]) -> dict[str, np.ndarray]:
+    def gradients(
+        self, module: Any, xs: Sequence[Any], cs: Sequence[Any]
+    ) -> dict[str, np.ndarray]:
         module.zero_grad()
         zs, log_det = module.run(list(xs), list(cs), False, True)
         loss = sum(0.5 * (z**2).sum() for z in zs) - log_det.sum()

@@ -106,10 +106,14 @@ class FlowModule(_Holder):
     def run(
         self, xs: Sequence[torch.Tensor], cs: Sequence[torch.Tensor], rev: bool, jac: bool
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        return run_transform(self.flowcore_tree, XP, self._params(), self._subnets(), xs, cs, rev, jac)
+        return run_transform(
+            self.flowcore_tree, XP, self._params(), self._subnets(), xs, cs, rev, jac
+        )
 
     def forward(
         self, x: Any, c: Any = None, rev: bool = False, jac: bool = True
     ) -> tuple[Any, torch.Tensor]:
-        ys, log_det = self.run(as_tensor_list(x, "input"), as_tensor_list(c, "condition"), rev, jac)
+        ys, log_det = self.run(
+            as_tensor_list(x, "input"), as_tensor_list(c, "condition"), rev, jac
+        )
         return (ys[0] if isinstance(x, torch.Tensor) and len(ys) == 1 else tuple(ys)), log_det

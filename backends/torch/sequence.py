@@ -73,7 +73,9 @@ class SequenceINN(FlowModule):
             modules[str(j)] = _inverted(tree.children[str(j)], block) if invert else block
         return FlowModule(tree, None, self._dtype, modules)
 
-    def forward(self, x: Any, c: Any = None, rev: bool = False, jac: bool = True) -> tuple[Any, torch.Tensor]:
+    def forward(
+        self, x: Any, c: Any = None, rev: bool = False, jac: bool = True
+    ) -> tuple[Any, torch.Tensor]:
         z, log_det = super().forward(x, c, rev, jac)
         if self.force_tuple_output and isinstance(z, torch.Tensor):
             z = (z,)

@@ -22,20 +22,28 @@ class SequenceINN(Transform):
     (a negative step reverses the order and inverts each block).
     """
 
-    def __init__(self, *transforms: Transform, conditions: Sequence[int | None] | None = None) -> None:
+    def __init__(
+        self, *transforms: Transform, conditions: Sequence[int | None] | None = None
+    ) -> None:
         for t in transforms:
             if not isinstance(t, Transform):
                 raise TypeError(f"SequenceINN: expected Transform specs, got {type(t).__name__}")
             if t.n_inputs != 1:
-                raise TypeError(f"SequenceINN: {t.label} takes {t.n_inputs} inputs, blocks must take 1")
+                raise TypeError(
+                    f"SequenceINN: {t.label} takes {t.n_inputs} inputs, blocks must take 1"
+                )
         conds = tuple(conditions) if conditions is not None else (None,) * len(transforms)
         if len(conds) != len(transforms):
-            raise ValueError(f"SequenceINN: {len(transforms)} transforms but {len(conds)} condition indices")
+            raise ValueError(
+                f"SequenceINN: {len(transforms)} transforms but {len(conds)} condition indices"
+            )
         self.transforms: tuple[Transform, ...] = tuple(transforms)
         self.conditions: tuple[int | None, ...] = conds
 
     def __repr__(self) -> str:
-        return f"SequenceINN({', '.join(map(repr, self.transforms))}, conditions={self.conditions})"
+        return (
+            f"SequenceINN({', '.join(map(repr, self.transforms))}, conditions={self.conditions})"
+        )
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -60,7 +68,7 @@ class SequenceINN(Transform):
     def __getitem__(self, index: int | slice) -> Transform:
         if isinstance(index, int):
             return self.transforms[index]
-        items = list(zip(self.transforms, self.conditions))[index]
+        items = list(zip(self.transforms, self.conditions, strict=True))[index]
         if index.step is not None and index.step < 0:
             items = [(Inverse(t), c) for t, c in items]
         return SequenceINN(*(t for t, _ in items), conditions=[c for _, c in items])
@@ -76,7 +84,9 @@ class SequenceINN(Transform):
             )
         return (tuple(conditions[idx]),)
 
-    def output_shapes(self, inputs: Sequence[Shape], conditions: Sequence[Shape]) -> tuple[Shape, ...]:
+    def output_shapes(
+        self, inputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
         shapes = tuple(inputs)
         for i, t in enumerate(self.transforms):
             shapes = t.signature(shapes, self._conditions_of(i, conditions)).outputs
@@ -91,7 +101,12 @@ class SequenceINN(Transform):
         return out
 
     def _run(
-        self, subnets: Mapping[str, Any], xs: Sequence[Array], cs: Sequence[Array], rev: bool, jac: bool
+        self,
+        subnets: Mapping[str, Any],
+        xs: Sequence[Array],
+        cs: Sequence[Array],
+        rev: bool,
+        jac: bool,
     ) -> tuple[list[Array], Array]:
         order = range(len(self.transforms))
         log_det: Array = 0.0
@@ -102,14 +117,24 @@ class SequenceINN(Transform):
         return list(xs), log_det
 
     def forward(
-        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
-        xs: Sequence[Array], cs: Sequence[Array], jac: bool,
+        self,
+        xp: Namespace,
+        params: Mapping[str, Array],
+        subnets: Mapping[str, Any],
+        xs: Sequence[Array],
+        cs: Sequence[Array],
+        jac: bool,
     ) -> tuple[list[Array], Array]:
         return self._run(subnets, xs, cs, rev=False, jac=jac)
 
     def inverse(
-        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
-        ys: Sequence[Array], cs: Sequence[Array], jac: bool,
+        self,
+        xp: Namespace,
+        params: Mapping[str, Array],
+        subnets: Mapping[str, Any],
+        ys: Sequence[Array],
+        cs: Sequence[Array],
+        jac: bool,
     ) -> tuple[list[Array], Array]:
         return self._run(subnets, ys, cs, rev=True, jac=jac)
 
@@ -141,7 +166,9 @@ class Inverse(Transform):
     def get_config(self) -> dict[str, Any]:
         return {"inner": self.inner}
 
-    def output_shapes(self, inputs: Sequence[Shape], conditions: Sequence[Shape]) -> tuple[Shape, ...]:
+    def output_shapes(
+        self, inputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
         if tuple(self.inner.output_shapes(inputs, conditions)) != tuple(inputs):
             raise ShapeError(f"{self.label}: only shape-preserving transforms can be inverted")
         return tuple(inputs)
@@ -150,13 +177,23 @@ class Inverse(Transform):
         return (Child("inner", self.inner, sig.inputs, sig.conditions),)
 
     def forward(
-        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
-        xs: Sequence[Array], cs: Sequence[Array], jac: bool,
+        self,
+        xp: Namespace,
+        params: Mapping[str, Array],
+        subnets: Mapping[str, Any],
+        xs: Sequence[Array],
+        cs: Sequence[Array],
+        jac: bool,
     ) -> tuple[list[Array], Array]:
         return subnets["inner"](xs, cs, True, jac)
 
     def inverse(
-        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any],
-        ys: Sequence[Array], cs: Sequence[Array], jac: bool,
+        self,
+        xp: Namespace,
+        params: Mapping[str, Array],
+        subnets: Mapping[str, Any],
+        ys: Sequence[Array],
+        cs: Sequence[Array],
+        jac: bool,
     ) -> tuple[list[Array], Array]:
         return subnets["inner"](ys, cs, False, jac)

@@ -9,8 +9,18 @@ from typing import Any, Literal
 
 from .. import initializers as init
 from ..errors import ShapeError
-from ..spec import Array, Child, NativeSubnet, Namespace, ParamSpec, Shape, Signature, Subnet
-from ..spec import Transform, sum_per_sample
+from ..spec import (
+    Array,
+    Child,
+    Namespace,
+    NativeSubnet,
+    ParamSpec,
+    Shape,
+    Signature,
+    Subnet,
+    Transform,
+    sum_per_sample,
+)
 
 GlobalAffineType = Literal["SOFTPLUS", "SIGMOID", "EXP"]
 SoftClamp = Literal["scaled_tanh", "tanh"]
@@ -94,15 +104,22 @@ class AllInOneBlock(Transform):
                 f"{self.global_affine_type}, got {self.global_affine_init}"
             )
         if self.soft_clamp not in ("scaled_tanh", "tanh"):
-            raise ValueError(f"AllInOneBlock: soft_clamp must be 'scaled_tanh' or 'tanh', got {self.soft_clamp!r}")
+            raise ValueError(
+                "AllInOneBlock: soft_clamp must be 'scaled_tanh' or 'tanh', "
+                f"got {self.soft_clamp!r}"
+            )
         if self.affine_clamping <= 0:
-            raise ValueError(f"AllInOneBlock: affine_clamping must be > 0, got {self.affine_clamping}")
+            raise ValueError(
+                f"AllInOneBlock: affine_clamping must be > 0, got {self.affine_clamping}"
+            )
         if self.learned_householder_permutation < 0:
             raise ValueError("AllInOneBlock: learned_householder_permutation must be >= 0")
 
     # -- declarations -------------------------------------------------------------------
 
-    def output_shapes(self, inputs: Sequence[Shape], conditions: Sequence[Shape]) -> tuple[Shape, ...]:
+    def output_shapes(
+        self, inputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
         (shape,) = inputs
         if not 1 <= len(shape) <= 4 or shape[0] < 2:
             raise ShapeError(
@@ -131,7 +148,11 @@ class AllInOneBlock(Transform):
             ParamSpec("global_offset", affine_shape, init.zeros(affine_shape)),
         ]
         k = self.learned_householder_permutation
-        base = init.special_orthogonal(channels) if self.permute_soft else init.permutation_matrix(channels)
+        base = (
+            init.special_orthogonal(channels)
+            if self.permute_soft
+            else init.permutation_matrix(channels)
+        )
         if k:
             params += [
                 ParamSpec("w_0", (channels, channels), base, trainable=False),
@@ -141,7 +162,13 @@ class AllInOneBlock(Transform):
             params.append(ParamSpec("w_perm", (channels, channels), base, trainable=False))
         else:
             params.append(
-                ParamSpec("w_perm", (channels,), init.permutation(channels), trainable=False, kind="index")
+                ParamSpec(
+                    "w_perm",
+                    (channels,),
+                    init.permutation(channels),
+                    trainable=False,
+                    kind="index",
+                )
             )
         return params
 
@@ -185,7 +212,9 @@ class AllInOneBlock(Transform):
             w = w - (2.0 / xp.sum(v * v)) * wv * v[None, :]
         return w
 
-    def _permute(self, xp: Namespace, params: Mapping[str, Array], w: Array | None, x: Array, inverse: bool) -> Array:
+    def _permute(
+        self, xp: Namespace, params: Mapping[str, Array], w: Array | None, x: Array, inverse: bool
+    ) -> Array:
         """y = P x (or P^{-1} x) on the channel axis."""
         if w is None:
             idx = params["w_perm"]
@@ -199,7 +228,12 @@ class AllInOneBlock(Transform):
         return xp.reshape(xp.matmul(w, flat), (-1, *rest))
 
     def _coupling(
-        self, xp: Namespace, subnets: Mapping[str, Any], x: Array, cs: Sequence[Array], inverse: bool
+        self,
+        xp: Namespace,
+        subnets: Mapping[str, Any],
+        x: Array,
+        cs: Sequence[Array],
+        inverse: bool,
     ) -> tuple[Array, Array]:
         len2 = x.shape[1] // 2
         len1 = x.shape[1] - len2
@@ -207,7 +241,11 @@ class AllInOneBlock(Transform):
         a = 0.1 * subnets["subnet"](self._with_conditions(xp, x1, cs))
         a_s, a_t = a[:, :len2], a[:, len2:]
         alpha = self.affine_clamping
-        s = alpha * xp.tanh(a_s / alpha) if self.soft_clamp == "scaled_tanh" else alpha * xp.tanh(a_s)
+        s = (
+            alpha * xp.tanh(a_s / alpha)
+            if self.soft_clamp == "scaled_tanh"
+            else alpha * xp.tanh(a_s)
+        )
         if self.gin_block:
             s = s - xp.mean(s, axis=tuple(range(1, s.ndim)), keepdims=True)
         y2 = (x2 - a_t) * xp.exp(-s) if inverse else x2 * xp.exp(s) + a_t
@@ -219,10 +257,14 @@ class AllInOneBlock(Transform):
             return x1
         spatial = x1.ndim - 2
         pixels = xp.zeros_like(x1[:, :1])  # broadcasts vector conditions over pixels
-        parts = [x1] + [c[(...,) + (None,) * spatial] + pixels if c.ndim == 2 and spatial else c for c in cs]
+        parts = [x1] + [
+            c[(...,) + (None,) * spatial] + pixels if c.ndim == 2 and spatial else c for c in cs
+        ]
         return xp.concat(parts, axis=1)
 
-    def _global_affine(self, xp: Namespace, params: Mapping[str, Array]) -> tuple[Array | None, Array]:
+    def _global_affine(
+        self, xp: Namespace, params: Mapping[str, Array]
+    ) -> tuple[Array | None, Array]:
         """(Psi(g) or None in GIN mode, sum_c log Psi(g_c))."""
         if self.gin_block:
             return None, 0.0
