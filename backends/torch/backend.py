@@ -70,7 +70,11 @@ class TorchBackend:
         zs, log_det = module.run(list(xs), list(cs), False, True)
         loss = sum(0.5 * (z**2).sum() for z in zs) - log_det.sum()
         loss.backward()
-        return {n: self.to_numpy(p.grad) for n, p in module.named_parameters()}
+        # a parameter the loss does not use (global_scale in GIN mode) has gradient zero
+        return {
+            n: self.to_numpy(p.grad if p.grad is not None else torch.zeros_like(p))
+            for n, p in module.named_parameters()
+        }
 
 
 BACKEND = TorchBackend()
