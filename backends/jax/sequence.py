@@ -1,0 +1,88 @@
+"""FrEIA's imperative ``SequenceINN`` for JAX: ``SequenceINN(*dims).append(...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from flowcore.models import Inverse, SequenceBuilder
+from flowcore.spec import Transform
+from flowcore.tree import Node, initial_params
+
+from .modules import FlowModule, cast_floats
+
+
+class SequenceINN(FlowModule):
+    """A sequence of blocks appended one by one, as in FrEIA, as a Flax NNX module.
+
+    ``append(block, cond=None, cond_shape=None, **kwargs)`` builds ``block(**kwargs)`` (a
+    flowcore transform class such as ``AllInOneBlock``, e.g. with ``subnet_constructor=``)
+    for the current output shape; ``cond`` indexes the list of conditions given to the call.
+    Initial parameters come from ``seed`` when given (then equal to ``flowcore.build`` of
+    the same spec and seed), else from NumPy's global generator (``np.random.seed``).
+    """
+
+    def __init__(
+        self,
+        *dims: int,
+        force_tuple_output: bool = False,
+        seed: int | None = None,
+        dtype: Any = "float32",
+    ) -> None:
+        builder = SequenceBuilder(*dims)
+        super().__init__(builder.tree(), None, dtype)
+        self._builder = builder
+        self._seed = seed
+        self._dtype = dtype
+        self.force_tuple_output = force_tuple_output
+
+    def append(
+        self,
+        module_class: type[Transform] | Transform,
+        cond: int | None = None,
+        cond_shape: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        node = self._builder.add(module_class, cond, cond_shape, kwargs)
+        seed = self._seed if self._seed is not None else int(np.random.randint(2**31 - 1))
+        module = FlowModule(node, initial_params(node, seed), self._dtype, seed=seed)
+        existing = jax.tree.leaves(nnx.state(self, nnx.Param))
+        if existing:  # follow the device the sequence was moved to
+            cast_floats(module, existing[0].dtype, next(iter(existing[0].devices())))
+        setattr(self, node.path, module)
+        self.flowcore_tree = self._builder.tree()
+
+    def __len__(self) -> int:
+        return len(self._builder.blocks)
+
+    def __iter__(self) -> Iterator[FlowModule]:
+        return (getattr(self, str(i)) for i in range(len(self)))
+
+    def __getitem__(self, index: int | slice) -> FlowModule:
+        if isinstance(index, int):
+            return getattr(self, str(range(len(self))[index]))
+        order = list(range(len(self)))[index]
+        invert = index.step is not None and index.step < 0
+        tree = self._builder.tree(order, invert)
+        modules = {}
+        for j, i in enumerate(order):
+            block = getattr(self, str(i))
+            modules[str(j)] = _inverted(tree.children[str(j)], block) if invert else block
+        return FlowModule(tree, None, self._dtype, modules=modules)
+
+    def __call__(
+        self, x: Any, c: Any = None, rev: bool = False, jac: bool = True
+    ) -> tuple[Any, jax.Array]:
+        z, log_det = super().__call__(x, c, rev, jac)
+        if self.force_tuple_output and not isinstance(z, tuple):
+            z = (z,)
+        return z, log_det
+
+
+def _inverted(node: Node, block: FlowModule) -> FlowModule:
+    assert isinstance(node.spec, Inverse)
+    return FlowModule(node, None, modules={"inner": block})
