@@ -1,0 +1,124 @@
+"""What Keras leaves to the framework under it: 64-bit support, devices and autodiff.
+
+Each function dispatches on ``keras.backend.backend()`` (TensorFlow, JAX or torch); the rest
+of the adapter uses only ``keras``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+Array = Any
+
+
+def x64_enabled() -> bool:
+    """Whether float64 and int64 arrays exist: JAX has them only with ``jax_enable_x64``."""
+    if keras.backend.backend() != "jax":
+        return True
+    import jax
+
+    return bool(jax.config.read("jax_enable_x64"))
+
+
+def accelerators() -> list[str]:
+    """The accelerators present, named as torch names them (``"cuda"``, ``"tpu"``)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return ["cuda"] if tf.config.list_physical_devices("GPU") else []
+    if backend == "jax":
+        import jax
+
+        platforms = {d.platform for d in jax.devices()} - {"cpu"}
+        return sorted("cuda" if p == "gpu" else p for p in platforms)
+    if backend == "torch":
+        import torch
+
+        return ["cuda"] if torch.cuda.is_available() else []
+    return []
+
+
+def device_scope(device: Any) -> contextlib.AbstractContextManager[Any]:
+    """Keras' scope placing new arrays and weights on ``device`` (``"cuda"`` is its ``"gpu"``);
+    no scope for None."""
+    if device is None:
+        return contextlib.nullcontext()
+    return keras.device(device.replace("cuda", "gpu") if isinstance(device, str) else device)
+
+
+def batch_jacobian(
+    f: Callable[[Array, list[Array]], Array], x: Array, cs: Sequence[Array]
+) -> np.ndarray:
+    """Per-sample Jacobians d f(x, cs)/dx of ``f: (B, *shape) -> (B, D)``, shape (B, D, D).
+
+    Samples must not interact (true of every flow), so the (B, D, B, D) Jacobian is block
+    diagonal and only its diagonal blocks are computed; ``cs`` are per-sample conditions.
+    """
+    backend = keras.backend.backend()
+    batch, cs = x.shape[0], list(cs)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            z = f(x, cs)
+        jac = tape.batch_jacobian(z, x)
+    elif backend == "jax":
+        import jax
+
+        def one(xi: Array, ci: list[Array]) -> Array:
+            return f(xi[None], [c[None] for c in ci])[0]
+
+        jac = jax.vmap(jax.jacrev(one))(x, cs)
+    elif backend == "torch":
+        import torch
+
+        full = torch.autograd.functional.jacobian(lambda v: f(v, cs), x)  # (B, D, B, *shape)
+        jac = torch.stack([full[b, :, b] for b in range(batch)])
+    else:
+        raise NotImplementedError(f"no autodiff for the Keras backend {backend!r}")
+    jac = keras.ops.convert_to_numpy(jac)
+    return jac.reshape(batch, jac.shape[1], -1)
+
+
+def gradients(variables: Sequence[keras.Variable], loss: Callable[[], Array]) -> list[np.ndarray]:
+    """Gradients of the scalar ``loss()`` w.r.t. ``variables``, as NumPy arrays.
+
+    ``loss`` must read the variables through ``variable.value`` (JAX differentiates it
+    statelessly, with the values swapped in by a :class:`keras.StatelessScope`).
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            value = loss()
+        grads = tape.gradient(
+            value,
+            [v.value for v in variables],
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+    elif backend == "jax":
+        import jax
+
+        def stateless(values: list[Array]) -> Array:
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                return loss()
+
+        grads = jax.grad(stateless)([v.value for v in variables])
+    elif backend == "torch":
+        import torch
+
+        grads = torch.autograd.grad(
+            loss(), [v.value for v in variables], allow_unused=True, materialize_grads=True
+        )
+    else:
+        raise NotImplementedError(f"no autodiff for the Keras backend {backend!r}")
+    return [keras.ops.convert_to_numpy(g) for g in grads]
