@@ -1,0 +1,247 @@
+"""What the suite runs: the selected backends, the items (check x backends x case x dtype x
+device), the known failures (data, not code) and the running of one item.
+
+pytest (``test_conformance.py``) and the command line (``cli.py``) run the same items.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import importlib.util
+import itertools
+import os
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+from flowcore.backend import Backend, installed_backends, load_backend, registered
+
+from . import checks
+from .cases import Case
+
+ENV_BACKENDS = "FLOWCORE_TEST_BACKENDS"
+ENV_XFAILS = "FLOWCORE_CONFORMANCE_XFAILS"
+DTYPES = ("float32", "float64")
+#: Devices every backend is asked about; one it lacks is reported as not run.
+KNOWN_DEVICES = ("cpu", "cuda", "tpu")
+#: The device cross-backend checks run on.
+PAIR_DEVICE = "cpu"
+XFAILS_FILE = Path(__file__).with_name("xfails.txt")
+
+
+def prepare_environment(names: Sequence[str]) -> None:
+    """Quiet TensorFlow and give JAX float64, before any framework is imported."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if {"jax", "keras"} & set(names) and importlib.util.find_spec("jax") is not None:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
+def backend_label(name: str) -> str:
+    """The name reports use: Keras says which Keras backend runs it (``keras.jax``)."""
+    if name != "keras":
+        return name
+    import keras
+
+    return f"keras.{keras.backend.backend()}"
+
+
+#: The :class:`~flowcore.backend.Backend` methods the suite calls.
+HOOKS = (
+    "build", "get_params", "set_params", "devices", "to_native", "to_numpy", "move", "call",
+    "jacobian", "gradients",
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class Selection:
+    """The backends asked for: loaded ones, and the reason each other one is not run."""
+
+    loaded: dict[str, Backend]
+    not_run: dict[str, str]
+    broken: dict[str, str]  # installed, but importing its backend failed: a failure
+    labels: dict[str, str]
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.loaded, *self.broken, *self.not_run]
+
+    def problems(self) -> list[str]:
+        """Why each loaded or broken backend cannot run the suite (a failure each)."""
+        return [p for name in [*self.loaded, *self.broken] if (p := self.problem(name))]
+
+    def problem(self, name: str) -> str | None:
+        """Why a loaded or broken backend cannot run the suite; None when it can."""
+        if name in self.broken:
+            return f"loading backend {name!r} failed: {self.broken[name]}"
+        backend = self.loaded[name]
+        missing = [h for h in HOOKS if not callable(getattr(backend, h, None))]
+        if missing:
+            return f"backend {name!r} lacks the conformance hooks {missing}"
+        if getattr(backend, "name", None) != name:
+            return f"backend {name!r} calls itself {getattr(backend, 'name', None)!r}"
+        return None
+
+
+def requested_backends(names: Sequence[str] | None = None) -> list[str]:
+    """``names``, else ``$FLOWCORE_TEST_BACKENDS`` (comma-separated; set but empty: none),
+    else every installed backend."""
+    if names is not None:
+        return list(names)
+    env = os.environ.get(ENV_BACKENDS)
+    if env is None:
+        return installed_backends()
+    return [n.strip() for n in env.split(",") if n.strip()]
+
+
+def select_backends(names: Sequence[str] | None = None) -> Selection:
+    """Load the requested backends; unknown or uninstalled ones are not run, with the reason."""
+    names = requested_backends(names)
+    prepare_environment(names)
+    known, installed = registered(), installed_backends()
+    selection = Selection({}, {}, {}, {})
+    for name in names:
+        if name not in known:
+            selection.not_run[name] = f"backend {name!r} is not registered ({sorted(known)} are)"
+        elif name not in installed:
+            missing = [r for r in known[name].requires if importlib.util.find_spec(r) is None]
+            selection.not_run[name] = f"backend {name!r} is not installed (missing {missing})"
+        else:
+            try:
+                selection.loaded[name] = load_backend(name)
+                selection.labels[name] = backend_label(name)
+            except Exception as exc:  # a broken backend fails its load check
+                selection.broken[name] = f"{type(exc).__name__}: {exc}"
+    return selection
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One check of one case, dtype and device, for one backend or a pair."""
+
+    check: str
+    backends: tuple[str, ...]
+    labels: tuple[str, ...]
+    case: str
+    dtype: str
+    device: str
+    not_run: str | None = None
+    xfail: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``check-backend(s)-case-dtype-device``: the test id and what xfail globs match."""
+        return "-".join((self.check, "+".join(self.labels), self.case, self.dtype, self.device))
+
+    @property
+    def is_pair(self) -> bool:
+        return self.check in checks.PAIR_CHECKS
+
+
+def load_xfails(paths: Sequence[Path] = ()) -> dict[str, str]:
+    """Known failures: ``glob  # reason`` lines of ``xfails.txt`` and of ``paths``/``$ENV``."""
+    extra = [Path(p) for p in os.environ.get(ENV_XFAILS, "").split(os.pathsep) if p]
+    xfails: dict[str, str] = {}
+    for path in (XFAILS_FILE, *paths, *extra):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            pattern, _, reason = line.partition("#")
+            if not reason.strip():
+                raise ValueError(f"{path}:{number}: an xfail entry needs '# reason'")
+            xfails[pattern.strip()] = reason.strip()
+    return xfails
+
+
+def _with_xfail(item: Item, xfails: dict[str, str]) -> Item:
+    for pattern, reason in xfails.items():
+        if fnmatch.fnmatchcase(item.key, pattern):
+            return dataclasses.replace(item, xfail=reason)
+    return item
+
+
+def single_items(
+    selection: Selection, cases: Sequence[Case], dtypes: Sequence[str], xfails: dict[str, str]
+) -> Iterator[Item]:
+    """Every single-backend check on every case, dtype and device (absent ones: not run)."""
+    for name, backend in selection.loaded.items():
+        present = list(backend.devices())
+        devices = [*KNOWN_DEVICES, *(d for d in present if d not in KNOWN_DEVICES)]
+        label = (selection.labels[name],)
+        for device, case, dtype, check in itertools.product(
+            devices, cases, dtypes, checks.SINGLE_CHECKS
+        ):
+            reason = None if device in present else f"no {device} device for {label[0]} here"
+            item = Item(check, (name,), label, case.name, dtype, device, reason)
+            yield _with_xfail(item, xfails)
+
+
+def pair_items(
+    selection: Selection, cases: Sequence[Case], dtypes: Sequence[str], xfails: dict[str, str]
+) -> Iterator[Item]:
+    """Cross-backend checks on CPU; with fewer than two backends one not-run item each."""
+    names = list(selection.loaded)
+    if len(names) < 2:
+        reason = f"cross-backend checks need two loaded backends; loaded: {names or 'none'}"
+        labels = tuple(selection.labels.values())
+        for check in checks.PAIR_CHECKS:
+            yield Item(check, tuple(names), labels, "all", "all", PAIR_DEVICE, reason)
+        return
+    for check in checks.PAIR_CHECKS:
+        pairs = (
+            itertools.permutations(names, 2)
+            if check in checks.ORDERED_PAIR_CHECKS
+            else itertools.combinations(names, 2)
+        )
+        for pair, case, dtype in itertools.product(list(pairs), cases, dtypes):
+            if dtype != "float64" and check in checks.FLOAT64_ONLY:
+                continue
+            labels = tuple(selection.labels[n] for n in pair)
+            reason = None
+            if not all(PAIR_DEVICE in selection.loaded[n].devices() for n in pair):
+                reason = f"cross-backend checks run on {PAIR_DEVICE}, which one of {labels} lacks"
+            yield _with_xfail(
+                Item(check, pair, labels, case.name, dtype, PAIR_DEVICE, reason), xfails
+            )
+
+
+Status = Literal["passed", "failed", "not run", "xfailed"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    item: Item
+    status: Status
+    deviation: float | None
+    message: str = ""
+
+
+def execute(item: Item) -> float | None:
+    """Run the item's check; raises :class:`~.checks.CheckFailed` or :class:`~.checks.NotRun`."""
+    subjects = [checks.subject(b, item.case, item.dtype, item.device) for b in item.backends]
+    if item.is_pair:
+        return checks.PAIR_CHECKS[item.check](*subjects)
+    return checks.SINGLE_CHECKS[item.check](*subjects)
+
+
+def run_item(item: Item) -> Outcome:
+    """Run one item and classify it (a strict xfail that passes is a failure)."""
+    if item.not_run:
+        return Outcome(item, "not run", None, item.not_run)
+    try:
+        deviation = execute(item)
+    except checks.NotRun as exc:
+        return Outcome(item, "not run", None, str(exc))
+    except Exception as exc:  # a crash fails the check as a wrong value does
+        status: Status = "xfailed" if item.xfail else "failed"
+        if isinstance(exc, checks.CheckFailed):
+            return Outcome(item, status, exc.deviation, str(exc))
+        summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return Outcome(item, status, None, summary)
+    if item.xfail:
+        return Outcome(item, "failed", deviation, f"passed but listed as xfail: {item.xfail}")
+    return Outcome(item, "passed", deviation)

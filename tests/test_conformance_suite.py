@@ -1,0 +1,106 @@
+"""The conformance suite itself: a third-party backend registers and runs it, and a backend
+that computes a wrong log-det fails exactly the checks that should catch it."""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+
+import pytest
+
+pytest.importorskip("torch", reason="the test backends wrap the PyTorch backend")
+
+from flowcore.backends.torch import TorchBackend  # noqa: E402
+from flowcore.conformance import cases, checks, cli, plan  # noqa: E402
+
+import flowcore as fc  # noqa: E402
+from flowcore import backend as registry  # noqa: E402
+
+
+class Renamed(TorchBackend):
+    """A correct third-party backend: PyTorch under another name."""
+
+    name = "third_party"
+
+
+class WrongLogDet(TorchBackend):
+    """A backend whose forward log-det is off by 1e-3."""
+
+    name = "wrong_log_det"
+
+    def call(self, module, xs, cs, rev, jac):
+        ys, log_det = super().call(module, xs, cs, rev, jac)
+        return ys, log_det if rev else log_det + 1e-3
+
+
+third_party = Renamed()
+wrong_log_det = WrongLogDet()
+
+
+@pytest.fixture(autouse=True)
+def registered(monkeypatch):
+    """Both backends registered as a third party does, each module exposing BACKEND."""
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    monkeypatch.setattr(registry, "_LOADED", dict(registry._LOADED))
+    for backend in (third_party, wrong_log_det):
+        module = types.ModuleType(f"plugin_{backend.name}")
+        module.BACKEND = backend
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        fc.register(fc.BackendInfo(backend.name, module.__name__, ("torch",)))
+
+
+def _outcomes(name: str) -> dict[str, set[str]]:
+    selection = plan.select_backends([name])
+    items = plan.single_items(selection, cases.select("aio_vec_default"), ["float64"], {})
+    by_status: dict[str, set[str]] = {}
+    for item in items:
+        if item.device == "cpu":
+            by_status.setdefault(plan.run_item(item).status, set()).add(item.check)
+    return by_status
+
+
+def test_a_registered_third_party_backend_passes_every_check(capsys):
+    assert _outcomes("third_party") == {"passed": set(checks.SINGLE_CHECKS)}
+    assert cli.main(["--backends", "third_party", "--cases", "aio_vec_default"]) == 0
+    # passed, failed, xfailed, not run
+    assert re.search(r"third_party +float64 +cpu +7 +0 +0 +0 ", capsys.readouterr().out)
+
+
+def test_a_wrong_log_det_fails_the_checks_that_see_it(capsys):
+    outcomes = _outcomes("wrong_log_det")
+    assert outcomes["failed"] == {"forward", "roundtrip", "jacobian"}
+    assert outcomes["passed"] == {"init", "shapes", "inverse", "gradients"}  # not via call
+    assert cli.main(["--backends", "wrong_log_det", "--cases", "aio_vec_default"]) == 1
+    assert (
+        "forward-wrong_log_det-aio_vec_default-float64-cpu: forward log_det"
+        in capsys.readouterr().out
+    )
+
+
+def test_an_unknown_backend_is_not_run_and_the_cli_says_nothing_ran(capsys):
+    selection = plan.select_backends(["no_such_backend"])
+    assert "is not registered" in selection.not_run["no_such_backend"]
+    assert cli.main(["--backends", "no_such_backend"]) == 1
+    assert "backend 'no_such_backend' is not registered" in capsys.readouterr().out
+
+
+def test_xfail_entries_need_a_reason(tmp_path):
+    entries = tmp_path / "xfails.txt"
+    entries.write_text("jacobian-mine-*  # slogdet in float32 is off\n")
+    assert plan.load_xfails([entries])["jacobian-mine-*"] == "slogdet in float32 is off"
+    entries.write_text("jacobian-mine-*\n")
+    with pytest.raises(ValueError, match="xfails.txt:1: an xfail entry needs '# reason'"):
+        plan.load_xfails([entries])
+
+
+def test_xfails_are_strict():
+    selection = plan.select_backends(["wrong_log_det"])
+    xfails = {"*-wrong_log_det-aio_vec_default-float64-cpu": "known to be off"}
+    chosen = cases.select("aio_vec_default")
+    items = plan.single_items(selection, chosen, ["float64"], xfails)
+    by_check = {item.check: item for item in items if item.device == "cpu"}
+    assert plan.run_item(by_check["forward"]).status == "xfailed"
+    outcome = plan.run_item(by_check["inverse"])  # it passes, so its entry is stale
+    assert outcome.status == "failed"
+    assert outcome.message == "passed but listed as xfail: known to be off"
