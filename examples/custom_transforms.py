@@ -10,13 +10,17 @@ Run: ``python examples/custom_transforms.py``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import flowcore as fc
-from flowcore.spec import Array, Namespace, Shape
+import numpy as np  # noqa: E402
+
+import flowcore as fc  # noqa: E402
+from flowcore.spec import Array, Namespace, Shape  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

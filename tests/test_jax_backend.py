@@ -36,6 +36,17 @@ def x64():
         jax.config.update("jax_enable_x64", before)
 
 
+@pytest.fixture
+def no_x64():
+    """32-bit JAX for one test (the conformance suite may have enabled x64 for the session)."""
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
 def _spec() -> fc.SequenceINN:
     return fc.SequenceINN(
         fc.AllInOneBlock(subnet=fc.MLP(hidden=(16,), zero_init_last=False)),
@@ -288,7 +299,7 @@ def test_float64_with_x64_matches_reference(x64):
     np.testing.assert_allclose(np.asarray(z_jit), z_ref, **F64)
 
 
-def test_float64_without_x64_is_a_clear_error():
+def test_float64_without_x64_is_a_clear_error(no_x64):
     assert not jax.config.jax_enable_x64
     with pytest.raises(fc.BackendError, match="jax_enable_x64"):
         fc.build(_spec(), (5,), [(3,)], backend="jax", dtype="float64")

@@ -169,3 +169,18 @@ def test_clear_errors_for_bad_input():
         flow(x.to(torch.int64), c)
     with pytest.raises(fc.BackendError, match="unknown flowcore backend 'nope'"):
         fc.build(_spec(), (5,), [(3,)], backend="nope")
+
+
+def test_failed_append_leaves_the_sequence_unchanged():
+    seq = Ff.SequenceINN(4, seed=0)
+    seq.append(fc.AllInOneBlock, subnet=fc.MLP(hidden=(8,)))
+
+    def broken(c_in: int, c_out: int) -> object:
+        return "not a module"
+
+    with pytest.raises(TypeError, match="must return a torch.nn.Module"):
+        seq.append(fc.AllInOneBlock, cond=0, cond_shape=(2,), subnet_constructor=broken)
+    assert len(seq) == 1 and seq.flowcore_tree.signature.conditions == ()
+    seq.append(fc.AllInOneBlock, subnet=fc.MLP(hidden=(8,)))
+    z, log_det = seq(torch.randn(3, 4))
+    assert z.shape == (3, 4) and log_det.shape == (3,)

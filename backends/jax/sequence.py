@@ -47,13 +47,17 @@ class SequenceINN(FlowModule):
         cond_shape: Any = None,
         **kwargs: Any,
     ) -> None:
-        node = self._builder.add(module_class, cond, cond_shape, kwargs)
         seed = self._seed if self._seed is not None else int(np.random.randint(2**31 - 1))
-        module = FlowModule(node, initial_params(node, seed), self._dtype, seed=seed)
-        existing = jax.tree.leaves(nnx.state(self, nnx.Param))
-        if existing:  # follow the device the sequence was moved to
-            cast_floats(module, existing[0].dtype, next(iter(existing[0].devices())))
-        setattr(self, node.path, module)
+
+        def make(node: Node) -> FlowModule:
+            module = FlowModule(node, initial_params(node, seed), self._dtype, seed=seed)
+            existing = jax.tree.leaves(nnx.state(self, nnx.Param))
+            if existing:  # follow the device the sequence was moved to
+                cast_floats(module, existing[0].dtype, next(iter(existing[0].devices())))
+            return module
+
+        module = self._builder.add(module_class, cond, cond_shape, kwargs, make)
+        setattr(self, str(len(self) - 1), module)
         self.flowcore_tree = self._builder.tree()
 
     def __len__(self) -> int:

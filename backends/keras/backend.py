@@ -26,7 +26,7 @@ class KerasBackend:
     def get_params(self, module: Any) -> dict[str, np.ndarray]:
         out = {}
         for name, v in named_weights(module).items():
-            value = keras.ops.convert_to_numpy(v.value)
+            value = frameworks.to_numpy(v.value)
             out[name] = value.astype(np.int64) if value.dtype.kind in "iu" else value
         return out
 
@@ -43,7 +43,7 @@ class KerasBackend:
             return keras.ops.convert_to_tensor(np.asarray(array, dtype=dtype))
 
     def to_numpy(self, array: Any) -> np.ndarray:
-        return keras.ops.convert_to_numpy(array)
+        return frameworks.to_numpy(array)
 
     def move(self, module: Any, dtype: str, device: str) -> FlowLayer:
         """A new layer on ``device`` in ``dtype`` (Keras cannot cast weights in place)."""

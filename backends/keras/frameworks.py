@@ -25,6 +25,18 @@ def x64_enabled() -> bool:
     return bool(jax.config.read("jax_enable_x64"))
 
 
+def to_numpy(x: Array) -> np.ndarray:
+    """A NumPy copy of a tensor, through the framework's own ``.numpy()``: Keras'
+    ``convert_to_numpy`` raises NumPy 2's ``__array__(copy=...)`` DeprecationWarning on
+    TensorFlow and torch."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow" and hasattr(x, "numpy"):
+        return np.asarray(x.numpy())
+    if backend == "torch" and hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return keras.ops.convert_to_numpy(x)
+
+
 def accelerators() -> list[str]:
     """The accelerators present, named as torch names them (``"cuda"``, ``"tpu"``)."""
     backend = keras.backend.backend()
@@ -84,7 +96,7 @@ def batch_jacobian(
         jac = torch.stack([full[b, :, b] for b in range(batch)])
     else:
         raise NotImplementedError(f"no autodiff for the Keras backend {backend!r}")
-    jac = keras.ops.convert_to_numpy(jac)
+    jac = to_numpy(jac)
     return jac.reshape(batch, jac.shape[1], -1)
 
 
@@ -121,4 +133,4 @@ def gradients(variables: Sequence[keras.Variable], loss: Callable[[], Array]) ->
         )
     else:
         raise NotImplementedError(f"no autodiff for the Keras backend {backend!r}")
-    return [keras.ops.convert_to_numpy(g) for g in grads]
+    return [to_numpy(g) for g in grads]

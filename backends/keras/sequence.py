@@ -49,12 +49,16 @@ class SequenceINN(FlowLayer):
         cond_shape: Any = None,
         **kwargs: Any,
     ) -> None:
-        node = self._builder.add(module_class, cond, cond_shape, kwargs)
         seed = self._seed if self._seed is not None else int(np.random.randint(2**31 - 1))
-        with keras.name_scope(self.name, caller=self):
-            self.sublayers[node.path] = FlowLayer(
-                node, initial_params(node, seed), dtype=self.dtype_policy, name=node.path
-            )
+
+        def make(node: Node) -> FlowLayer:
+            with keras.name_scope(self.name, caller=self):
+                return FlowLayer(
+                    node, initial_params(node, seed), dtype=self.dtype_policy, name=node.path
+                )
+
+        layer = self._builder.add(module_class, cond, cond_shape, kwargs, make)
+        self.sublayers[str(len(self) - 1)] = layer
         self.flowcore_tree = self._builder.tree()
 
     def __len__(self) -> int:

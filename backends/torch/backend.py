@@ -33,7 +33,7 @@ class TorchBackend:
         state = module.state_dict()
         with torch.no_grad():
             for name, value in params.items():
-                state[name].copy_(torch.as_tensor(np.asarray(value)))
+                state[name].copy_(torch.as_tensor(np.array(value)))  # a writable copy
 
     def devices(self) -> Sequence[str]:
         return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]

@@ -46,13 +46,15 @@ class SequenceINN(FlowModule):
         cond_shape: Any = None,
         **kwargs: Any,
     ) -> None:
-        node = self._builder.add(module_class, cond, cond_shape, kwargs)
         seed = self._seed if self._seed is not None else int(torch.randint(0, 2**31 - 1, ()))
-        module = FlowModule(node, initial_params(node, seed), self._dtype)
-        reference = next(iter(self.parameters()), None)
-        if reference is not None:
-            module.to(reference.device)
-        self.add_module(node.path, module)
+
+        def make(node: Node) -> FlowModule:
+            module = FlowModule(node, initial_params(node, seed), self._dtype)
+            reference = next(iter(self.parameters()), None)
+            return module.to(reference.device) if reference is not None else module
+
+        module = self._builder.add(module_class, cond, cond_shape, kwargs, make)
+        self.add_module(str(len(self) - 1), module)
         self.flowcore_tree = self._builder.tree()
 
     def __len__(self) -> int:

@@ -7,13 +7,15 @@ the backend's generic module runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from ..errors import ShapeError
 from ..spec import Shape, Signature, Transform
 from ..tree import Node, build_tree
 from .sequence import Inverse, SequenceINN
+
+T = TypeVar("T")
 
 
 class SequenceBuilder:
@@ -37,8 +39,10 @@ class SequenceBuilder:
         cond: int | None,
         cond_shape: Any,
         kwargs: Mapping[str, Any],
-    ) -> Node:
-        """Bind a new block (a spec class with its kwargs, or a spec) after the last one."""
+        make: Callable[[Node], T],
+    ) -> T:
+        """Bind a new block (a spec class with its kwargs, or a spec) after the last one and
+        build its native module with ``make(node)``; nothing is recorded if either fails."""
         if isinstance(block, type) and issubclass(block, Transform):
             spec = block(**kwargs)
         elif isinstance(block, Transform) and not kwargs:
@@ -53,16 +57,19 @@ class SequenceBuilder:
             if cond_shape is None:
                 raise ShapeError("SequenceINN.append: cond=... needs cond_shape=...")
             shape = (cond_shape,) if isinstance(cond_shape, int) else tuple(cond_shape)
-            if self.cond_shapes.setdefault(cond, shape) != shape:
+            if self.cond_shapes.get(cond, shape) != shape:
                 raise ShapeError(
                     f"SequenceINN.append: condition {cond} was declared with shape "
                     f"{self.cond_shapes[cond]}, now {shape}"
                 )
             conds = [shape]
         node = build_tree(spec, [self.output_shape], conds, path=str(len(self.blocks)))
+        module = make(node)
+        if cond is not None:
+            self.cond_shapes[cond] = conds[0]
         self.blocks.append(node)
         self.conditions.append(cond)
-        return node
+        return module
 
     def tree(self, order: list[int] | None = None, invert: bool = False) -> Node:
         """The tree of the sequence, or of the blocks ``order`` (inverted if ``invert``)."""
