@@ -60,7 +60,7 @@ def build(
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     chosen = get_backend(backend)
     tree = build_tree(spec, normalize_shapes(input_shape), [tuple(c) for c in cond_shapes])
-    return chosen.build(tree, initial_params(tree, seed), dtype, device)
+    return chosen.build(tree, initial_params(tree, seed), dtype, device, seed)
 
 
 def backend_of(model: Any) -> Backend:

@@ -38,8 +38,11 @@ class Backend(Protocol):
 
     name: str
 
-    def build(self, tree: Node, params: Mapping[str, np.ndarray], dtype: str, device: Any) -> Any:
-        """A native module running ``tree``, its parameters set from canonical ``params``."""
+    def build(
+        self, tree: Node, params: Mapping[str, np.ndarray], dtype: str, device: Any, seed: int
+    ) -> Any:
+        """A native module running ``tree``, its parameters set from canonical ``params``;
+        ``seed`` is the build's seed, for native subnets that take one."""
 
     def get_params(self, module: Any) -> dict[str, np.ndarray]:
         """Canonical parameters (trainable and buffers) as NumPy arrays by dotted name."""

@@ -83,7 +83,7 @@ def test_third_party_backend_registers_at_run_time(no_default):
     class Fake:
         name = "fake"
 
-        def build(self, tree, params, dtype, device):
+        def build(self, tree, params, dtype, device, seed):
             return ("built", tree.spec, sorted(params), dtype)
 
     import sys

@@ -496,3 +496,13 @@ def test_gradients_match_finite_differences(x64):
         up, down = (dict(params, **{name: value + s * eps * direction}) for s in (1, -1))
         numeric = (loss(up) - loss(down)) / (2 * eps)
         np.testing.assert_allclose(numeric, np.sum(grads[name] * direction), rtol=1e-6, atol=1e-7)
+
+
+def test_build_seed_reaches_native_subnets():
+    spec = fc.AllInOneBlock(subnet_constructor=_Net)
+
+    def weights(seed: int) -> np.ndarray:
+        return fc.get_params(fc.build(spec, (4,), backend="jax", seed=seed))["subnet.hidden.kernel"]
+
+    np.testing.assert_array_equal(weights(3), weights(3))
+    assert not np.array_equal(weights(3), weights(4))

@@ -40,9 +40,14 @@ class JaxBackend:
     name = "jax"
 
     def build(
-        self, tree: Node, params: Mapping[str, np.ndarray], dtype: str, device: Any
+        self,
+        tree: Node,
+        params: Mapping[str, np.ndarray],
+        dtype: str,
+        device: Any,
+        seed: int = 0,
     ) -> FlowModule:
-        module = FlowModule(tree, params, dtype)
+        module = FlowModule(tree, params, dtype, seed=seed)
         return self.move(module, dtype, device) if device is not None else module
 
     def get_params(self, module: Any) -> dict[str, np.ndarray]:

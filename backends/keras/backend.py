@@ -18,7 +18,12 @@ class KerasBackend:
     name = "keras"
 
     def build(
-        self, tree: Node, params: Mapping[str, np.ndarray], dtype: str, device: Any
+        self,
+        tree: Node,
+        params: Mapping[str, np.ndarray],
+        dtype: str,
+        device: Any,
+        seed: int = 0,
     ) -> FlowLayer:
         with frameworks.device_scope(device):
             return FlowLayer(tree, params, dtype=dtype)

@@ -21,7 +21,12 @@ class TorchBackend:
     name = "torch"
 
     def build(
-        self, tree: Node, params: Mapping[str, np.ndarray], dtype: str, device: Any
+        self,
+        tree: Node,
+        params: Mapping[str, np.ndarray],
+        dtype: str,
+        device: Any,
+        seed: int = 0,
     ) -> FlowModule:
         module = FlowModule(tree, params, _dtype(dtype))
         return module.to(device) if device is not None else module
