@@ -4,5 +4,5 @@ against each other.
 Run it with ``pytest conformance``, ``flowcore-conformance`` or
 ``python -m flowcore.conformance``; a third-party backend registered under the
 ``flowcore.backends`` entry point runs it with ``flowcore-conformance --backends NAME``.
-See README.md beside this file.
+See docs/conformance.md in the repository (conformance/README.md points there).
 """
