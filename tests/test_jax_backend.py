@@ -502,7 +502,8 @@ def test_build_seed_reaches_native_subnets():
     spec = fc.AllInOneBlock(subnet_constructor=_Net)
 
     def weights(seed: int) -> np.ndarray:
-        return fc.get_params(fc.build(spec, (4,), backend="jax", seed=seed))["subnet.hidden.kernel"]
+        flow = fc.build(spec, (4,), backend="jax", seed=seed)
+        return fc.get_params(flow)["subnet.hidden.kernel"]
 
     np.testing.assert_array_equal(weights(3), weights(3))
     assert not np.array_equal(weights(3), weights(4))

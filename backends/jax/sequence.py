@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from flowcore.models import Inverse, SequenceBuilder
+from flowcore.models import SequenceBuilder
 from flowcore.spec import Transform
 from flowcore.tree import Node, initial_params
 
@@ -67,16 +67,11 @@ class SequenceINN(FlowModule):
         return (getattr(self, str(i)) for i in range(len(self)))
 
     def __getitem__(self, index: int | slice) -> FlowModule:
-        if isinstance(index, int):
-            return getattr(self, str(range(len(self))[index]))
-        order = list(range(len(self)))[index]
-        invert = index.step is not None and index.step < 0
-        tree = self._builder.tree(order, invert)
-        modules = {}
-        for j, i in enumerate(order):
-            block = getattr(self, str(i))
-            modules[str(j)] = _inverted(tree.children[str(j)], block) if invert else block
-        return FlowModule(tree, None, self._dtype, modules=modules)
+        return self._builder.select(
+            index,
+            list(self),
+            lambda tree, children: FlowModule(tree, None, self._dtype, modules=children),
+        )
 
     def __call__(
         self, x: Any, c: Any = None, rev: bool = False, jac: bool = True
@@ -85,8 +80,3 @@ class SequenceINN(FlowModule):
         if self.force_tuple_output and not isinstance(z, tuple):
             z = (z,)
         return z, log_det
-
-
-def _inverted(node: Node, block: FlowModule) -> FlowModule:
-    assert isinstance(node.spec, Inverse)
-    return FlowModule(node, None, modules={"inner": block})

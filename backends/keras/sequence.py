@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from flowcore.models import Inverse, SequenceBuilder
+from flowcore.models import SequenceBuilder
 from flowcore.serialize import spec_from_config
 from flowcore.spec import Transform
 from flowcore.tree import Node, initial_params
@@ -68,16 +68,11 @@ class SequenceINN(FlowLayer):
         return (self.sublayers[str(i)] for i in range(len(self)))
 
     def __getitem__(self, index: int | slice) -> FlowLayer:
-        if isinstance(index, int):
-            return self.sublayers[str(range(len(self))[index])]
-        order = list(range(len(self)))[index]
-        invert = index.step is not None and index.step < 0
-        tree = self._builder.tree(order, invert)
-        blocks = {}
-        for j, i in enumerate(order):
-            block = self.sublayers[str(i)]
-            blocks[str(j)] = _inverted(tree.children[str(j)], block) if invert else block
-        return FlowLayer(tree, None, blocks, dtype=self.dtype_policy)
+        return self._builder.select(
+            index,
+            list(self),
+            lambda tree, children: FlowLayer(tree, None, children, dtype=self.dtype_policy),
+        )
 
     def call(self, x: Any, c: Any = None, rev: bool = False, jac: bool = True) -> tuple[Any, Any]:
         z, log_det = super().call(x, c, rev, jac)
@@ -98,8 +93,3 @@ class SequenceINN(FlowLayer):
         for block, cond in zip(spec.transforms, spec.conditions, strict=True):  # type: ignore[attr-defined]
             sequence.append(block, cond, None if cond is None else cond_shapes[cond])
         return sequence
-
-
-def _inverted(node: Node, block: FlowLayer) -> FlowLayer:
-    assert isinstance(node.spec, Inverse)
-    return FlowLayer(node, None, {"inner": block}, dtype=block.dtype_policy)

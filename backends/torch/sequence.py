@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowcore.models import Inverse, SequenceBuilder
+from flowcore.models import SequenceBuilder
 from flowcore.spec import Transform
 from flowcore.tree import Node, initial_params
 
@@ -64,16 +64,9 @@ class SequenceINN(FlowModule):
         return (getattr(self, str(i)) for i in range(len(self)))
 
     def __getitem__(self, index: int | slice) -> FlowModule:
-        if isinstance(index, int):
-            return getattr(self, str(range(len(self))[index]))
-        order = list(range(len(self)))[index]
-        invert = index.step is not None and index.step < 0
-        tree = self._builder.tree(order, invert)
-        modules = {}
-        for j, i in enumerate(order):
-            block = getattr(self, str(i))
-            modules[str(j)] = _inverted(tree.children[str(j)], block) if invert else block
-        return FlowModule(tree, None, self._dtype, modules)
+        return self._builder.select(
+            index, list(self), lambda tree, children: FlowModule(tree, None, self._dtype, children)
+        )
 
     def forward(
         self, x: Any, c: Any = None, rev: bool = False, jac: bool = True
@@ -82,8 +75,3 @@ class SequenceINN(FlowModule):
         if self.force_tuple_output and isinstance(z, torch.Tensor):
             z = (z,)
         return z, log_det
-
-
-def _inverted(node: Node, block: nn.Module) -> FlowModule:
-    assert isinstance(node.spec, Inverse)
-    return FlowModule(node, None, torch.float32, {"inner": block})

@@ -7,7 +7,7 @@ the backend's generic module runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ShapeError
@@ -16,6 +16,7 @@ from ..tree import Node, build_tree
 from .sequence import Inverse, SequenceINN
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 class SequenceBuilder:
@@ -70,6 +71,22 @@ class SequenceBuilder:
         self.blocks.append(node)
         self.conditions.append(cond)
         return module
+
+    def select(
+        self, index: int | slice, blocks: Sequence[M], wrap: Callable[[Node, dict[str, M]], M]
+    ) -> M:
+        """``seq[index]``: a block, or for a slice a module made by ``wrap(tree, children)``
+        that shares the blocks (each wrapped as an inverse when the step is negative)."""
+        if isinstance(index, int):
+            return blocks[index]
+        order = list(range(len(self.blocks)))[index]
+        invert = index.step is not None and index.step < 0
+        tree = self.tree(order, invert)
+        children = {}
+        for j, i in enumerate(order):
+            child = tree.children[str(j)]
+            children[str(j)] = wrap(child, {"inner": blocks[i]}) if invert else blocks[i]
+        return wrap(tree, children)
 
     def tree(self, order: list[int] | None = None, invert: bool = False) -> Node:
         """The tree of the sequence, or of the blocks ``order`` (inverted if ``invert``)."""
