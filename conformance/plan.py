@@ -186,7 +186,9 @@ def pair_items(
     """Cross-backend checks on CPU; with fewer than two backends one not-run item each."""
     names = list(selection.loaded)
     if len(names) < 2:
-        reason = f"cross-backend checks need two loaded backends; loaded: {names or 'none'}"
+        reason: str | None = (
+            f"cross-backend checks need two loaded backends; loaded: {names or 'none'}"
+        )
         labels = tuple(selection.labels.values())
         for check in checks.PAIR_CHECKS:
             yield Item(check, tuple(names), labels, "all", "all", PAIR_DEVICE, reason)

@@ -39,7 +39,12 @@ class Backend(Protocol):
     name: str
 
     def build(
-        self, tree: Node, params: Mapping[str, np.ndarray], dtype: str, device: Any, seed: int
+        self,
+        tree: Node,
+        params: Mapping[str, np.ndarray],
+        dtype: str,
+        device: Any,
+        seed: int = 0,
     ) -> Any:
         """A native module running ``tree``, its parameters set from canonical ``params``;
         ``seed`` is the build's seed, for native subnets that take one."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -151,7 +151,7 @@ class Transform(Spec):
     """An invertible map with a log-det; see the module docstring for the contract."""
 
     #: Number of inputs the transform takes; None: any number.
-    n_inputs: ClassVar[int | None] = 1
+    n_inputs: int | None = 1
 
     def output_shapes(
         self, inputs: Sequence[Shape], conditions: Sequence[Shape]
@@ -159,7 +159,9 @@ class Transform(Spec):
         """Shape inference: the output shapes for these input and condition shapes."""
         return tuple(tuple(s) for s in inputs)
 
-    def signature(self, inputs: Sequence[Shape], conditions: Sequence[Shape] = ()) -> Signature:
+    def signature(
+        self, inputs: Sequence[Sequence[int]], conditions: Sequence[Sequence[int]] = ()
+    ) -> Signature:
         ins = tuple(tuple(int(d) for d in s) for s in inputs)
         conds = tuple(tuple(int(d) for d in s) for s in conditions)
         if self.n_inputs is not None and len(ins) != self.n_inputs:

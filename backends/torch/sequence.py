@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch import nn
 
 from flowcore.models import SequenceBuilder
 from flowcore.spec import Transform
@@ -60,7 +59,7 @@ class SequenceINN(FlowModule):
     def __len__(self) -> int:
         return len(self._builder.blocks)
 
-    def __iter__(self) -> Iterator[nn.Module]:
+    def __iter__(self) -> Iterator[FlowModule]:
         return (getattr(self, str(i)) for i in range(len(self)))
 
     def __getitem__(self, index: int | slice) -> FlowModule:

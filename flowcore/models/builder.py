@@ -100,6 +100,7 @@ class SequenceBuilder:
         for j, i in enumerate(order):
             node = self.blocks[i]
             if invert:
+                assert isinstance(node.spec, Transform)
                 node = Node(Inverse(node.spec), node.signature, str(j), (), {"inner": node})
             children[str(j)] = node
         specs = [children[str(j)].spec for j in range(len(order))]
