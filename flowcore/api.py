@@ -58,8 +58,8 @@ def build(
     """
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    chosen = get_backend(backend)
     tree = build_tree(spec, normalize_shapes(input_shape), [tuple(c) for c in cond_shapes])
+    chosen = get_backend(backend)
     return chosen.build(tree, initial_params(tree, seed), dtype, device, seed)
 
 

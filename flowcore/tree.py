@@ -125,11 +125,21 @@ def build_tree(
 def normalize_shapes(shape: Any) -> tuple[tuple[int, ...], ...]:
     """Accept one shape ``(8,)``, a bare int ``8`` or a list of shapes ``[(8,), (4,)]``."""
     if isinstance(shape, int):
-        return ((shape,),)
-    shape = tuple(shape)
-    if all(isinstance(d, int) for d in shape):
-        return (tuple(shape),)
-    return tuple(tuple(int(d) for d in s) for s in shape)
+        shape = (shape,)
+    try:
+        items = tuple(shape)
+        shapes = (items,) if all(isinstance(d, int) for d in items) else tuple(map(tuple, items))
+    except TypeError:
+        shapes = ()
+    if not shapes or not all(
+        s and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in s)
+        for s in shapes
+    ):
+        raise ShapeError(
+            f"input shape must be positive ints like (8,) or (3, 32, 32), or a list of such "
+            f"shapes (batch axis excluded); got {shape!r}"
+        )
+    return shapes
 
 
 def _path_seed(seed: int, path: str) -> np.random.Generator:

@@ -186,3 +186,16 @@ def test_native_subnets_cannot_be_saved(tmp_path, name):
     model = fc.build(spec, (4,), backend=name)
     with pytest.raises(fc.FlowError, match="native subnet_constructor"):
         fc.save(model, tmp_path / "x.fc")
+
+
+@pytest.mark.parametrize("shape", ["abc", (0,), (-3, 4), (2.5,), [], None])
+def test_bad_input_shapes_are_clear_errors(shape):
+    with pytest.raises(fc.ShapeError, match="input shape must be positive ints"):
+        fc.build(_spec(), shape, [(3,)], backend="no-such-backend")  # shapes are checked first
+
+
+def test_subnet_must_be_portable_or_a_constructor():
+    with pytest.raises(TypeError, match="subnet= takes a portable flowcore.Subnet"):
+        fc.AllInOneBlock(subnet=object())
+    with pytest.raises(TypeError, match="subnet_constructor must be callable"):
+        fc.AllInOneBlock(subnet_constructor=3)

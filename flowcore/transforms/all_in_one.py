@@ -92,6 +92,14 @@ class AllInOneBlock(Transform):
     def __post_init__(self) -> None:
         if (self.subnet is None) == (self.subnet_constructor is None):
             raise ValueError("AllInOneBlock: give exactly one of subnet= or subnet_constructor=")
+        if self.subnet is not None and not isinstance(self.subnet, Subnet):
+            raise TypeError(
+                "AllInOneBlock: subnet= takes a portable flowcore.Subnet such as flowcore.MLP; "
+                f"got {type(self.subnet).__name__} (pass a native f(c_in, c_out) as "
+                "subnet_constructor=)"
+            )
+        if self.subnet_constructor is not None and not callable(self.subnet_constructor):
+            raise TypeError("AllInOneBlock: subnet_constructor must be callable f(c_in, c_out)")
         if self.global_affine_type not in ("SOFTPLUS", "SIGMOID", "EXP"):
             raise ValueError(
                 f"AllInOneBlock: global_affine_type must be SOFTPLUS, SIGMOID or EXP, "
