@@ -18,8 +18,9 @@ from flowcore.namespace import ARRAY_API_USED, EXTRAS, numpy_namespace
 
 jax = pytest.importorskip("jax", reason="the jax backend needs JAX")
 nnx = pytest.importorskip("flax.nnx", reason="the jax backend needs Flax NNX")
-Fj = pytest.importorskip("flowcore.backends.jax", reason="the jax backend did not import")
 jnp = jax.numpy
+
+import flowcore.backends.jax as Fj  # noqa: E402  (with JAX present, a broken import must fail)
 
 F32 = {"rtol": 1e-5, "atol": 1e-5}
 F64 = {"rtol": 0, "atol": 1e-10}

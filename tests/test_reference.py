@@ -205,8 +205,8 @@ def test_global_affine_init_gives_that_scale(kind, value):
 @pytest.fixture
 def freia_block():
     """A factory of FrEIA 0.2 AllInOneBlocks in float64 with flowcore's parameters."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("FrEIA")
+    torch = pytest.importorskip("torch", reason="FrEIA 0.2 as oracle needs torch")
+    pytest.importorskip("FrEIA", reason="FrEIA 0.2 as oracle: pip install 'flowcore[freia]'")
     from FrEIA.modules import AllInOneBlock
 
     previous = torch.get_default_dtype()
