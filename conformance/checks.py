@@ -21,7 +21,8 @@ import numpy as np
 
 import flowcore as fc
 from flowcore.backend import Backend, load_backend
-from flowcore.tree import Node, dtype_name, initial_params
+from flowcore.executor import dtype_name
+from flowcore.tree import Node, initial_params
 
 from .cases import CASES, Case
 from .tolerances import Tolerance, tolerance

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,54 +19,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import flowcore as fc  # noqa: E402
-from flowcore.spec import Array, Namespace, Shape  # noqa: E402
+from flowcore.spec import Array, Shape  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
-class FixedRandomElementwiseMultiply(fc.Transform):
+class FixedRandomElementwiseMultiply(fc.SimpleTransform):
     r"""``y = x * f`` with a fixed random ``f`` in {1, 2} per feature;
     :math:`\log|\det J| = \sum_i \log f_i`."""
 
     def parameters(self, sig: fc.Signature) -> Sequence[fc.ParamSpec]:
         shape = (1, *sig.inputs[0])
-        return [
-            fc.ParamSpec(
-                "random_factor",
-                shape,
-                lambda rng: rng.integers(1, 3, shape).astype(float),
-                trainable=False,
-            )
-        ]
+        draw = lambda rng: rng.integers(1, 3, shape).astype(float)  # noqa: E731
+        return [fc.ParamSpec("random_factor", shape, draw, trainable=False)]
 
-    def forward(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        xs: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
-    ) -> tuple[list[Array], Array]:
-        factor = params["random_factor"]
-        return [xs[0] * factor], xp.sum(xp.log(factor))
+    def forward(self, ctx: fc.Context, x: Array, cs: Sequence[Array]) -> tuple[Array, Array]:
+        factor = ctx.params["random_factor"]
+        return x * factor, ctx.xp.sum(ctx.xp.log(factor))
 
-    def inverse(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        ys: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
-    ) -> tuple[list[Array], Array]:
-        factor = params["random_factor"]
-        return [ys[0] / factor], -xp.sum(xp.log(factor))
+    def inverse(self, ctx: fc.Context, y: Array, cs: Sequence[Array]) -> tuple[Array, Array]:
+        factor = ctx.params["random_factor"]
+        return y / factor, -ctx.xp.sum(ctx.xp.log(factor))
 
 
 @dataclasses.dataclass(frozen=True)
 class ConditionalSwap(fc.Transform):
     """Swap inputs ``x1`` and ``x2`` in the samples whose condition is positive; log-det 0.
-    The map is its own inverse."""
+    The map is its own inverse. The general form: two inputs, two outputs."""
 
     n_inputs = 2
 
@@ -82,17 +59,11 @@ class ConditionalSwap(fc.Transform):
         return tuple(inputs)
 
     def forward(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        xs: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
+        self, ctx: fc.Context, xs: Sequence[Array], cs: Sequence[Array]
     ) -> tuple[list[Array], Array]:
         x1, x2 = xs
         swap = cs[0] > 0  # (batch, 1) broadcasts over the features
-        return [xp.where(swap, x2, x1), xp.where(swap, x1, x2)], 0.0
+        return [ctx.xp.where(swap, x2, x1), ctx.xp.where(swap, x1, x2)], 0.0
 
     inverse = forward
 

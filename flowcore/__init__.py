@@ -17,8 +17,19 @@ from .backend import BackendInfo, installed_backends, register
 from .errors import BackendError, FlowError, ParameterError, ShapeError
 from .io import load, save
 from .models import Inverse, SequenceINN
+from .options import OptionError
 from .reference import Reference
-from .spec import Child, NativeSubnet, ParamSpec, Signature, Spec, Subnet, Transform
+from .spec import (
+    Child,
+    Context,
+    NativeSubnet,
+    ParamSpec,
+    Signature,
+    SimpleTransform,
+    Spec,
+    Subnet,
+    Transform,
+)
 from .subnets import MLP, Conv2d, ConvNet, Linear
 from .transforms import AllInOneBlock
 from .tree import Node, build_tree, initial_params
@@ -26,9 +37,10 @@ from .tree import Node, build_tree, initial_params
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLP", "AllInOneBlock", "BackendError", "BackendInfo", "Child", "Conv2d", "ConvNet",
-    "FlowError", "Inverse", "Linear", "NativeSubnet", "Node", "ParamSpec", "ParameterError",
-    "Reference", "SequenceINN", "ShapeError", "Signature", "Spec", "Subnet", "Transform",
+    "MLP", "AllInOneBlock", "BackendError", "BackendInfo", "Child", "Context", "Conv2d",
+    "ConvNet", "FlowError", "Inverse", "Linear", "NativeSubnet", "Node", "OptionError",
+    "ParamSpec", "ParameterError", "Reference", "SequenceINN", "ShapeError", "Signature",
+    "SimpleTransform", "Spec", "Subnet", "Transform",
     "backend_of", "build", "build_tree", "get_backend", "get_params", "initial_params",
     "installed_backends", "load", "reference", "register", "save", "set_backend", "set_params",
     "tree_of",

@@ -10,9 +10,10 @@ import numpy as np
 
 from .backend import Backend, installed_backends, load_backend
 from .errors import BackendError
+from .params import snapshot, validate
 from .reference import Reference
 from .spec import Transform
-from .tree import Node, build_tree, check_params, initial_params, normalize_shapes
+from .tree import Node, build_tree, initial_params, normalize_shapes
 
 _default_backend: str | None = None
 
@@ -78,14 +79,18 @@ def tree_of(model: Any) -> Node:
 
 
 def get_params(model: Any) -> dict[str, np.ndarray]:
-    """Canonical parameters of ``model`` as NumPy arrays, by dotted name."""
-    return backend_of(model).get_params(model)
+    """Canonical parameters of ``model`` as NumPy arrays, by dotted name: copies, which the
+    model's later training never changes."""
+    return snapshot(backend_of(model).get_params(model))
 
 
 def set_params(model: Any, params: Mapping[str, np.ndarray]) -> None:
-    """Write canonical parameters (all of them, as from :func:`get_params`) into ``model``."""
-    check_params(tree_of(model), params)
-    backend_of(model).set_params(model, params)
+    """Write canonical parameters (all of them, as from :func:`get_params`) into ``model``.
+
+    Every value is checked (:func:`flowcore.params.validate`) before any is written, and the
+    model keeps copies, never the caller's arrays.
+    """
+    backend_of(model).set_params(model, validate(tree_of(model), params))
 
 
 def reference(model: Any) -> Reference:

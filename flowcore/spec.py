@@ -12,17 +12,15 @@ and it computes with only the Array API namespace ``xp`` it is handed (plus the 
 listed in :mod:`flowcore.namespace`). Backends never hold per-transform code: they create
 native parameters from the declarations and call this math.
 
-A :class:`Transform` maps inputs ``xs`` to outputs ``ys``::
+A :class:`Transform` maps inputs ``xs`` to outputs ``ys`` with a log-det, given a
+:class:`Context` (namespace, own parameters, children, ``jac``, state updates, randomness)::
 
-    forward(xp, params, subnets, xs, cs, jac) -> (ys, log_det)   # log|det dy/dx|
-    inverse(xp, params, subnets, ys, cs, jac) -> (xs, log_det)   # log|det dx/dy| = -that
+    forward(ctx, xs, cs) -> (ys, log_det)   # log|det dy/dx|, shape (batch,)
+    inverse(ctx, ys, cs) -> (xs, log_det)   # log|det dx/dy| = minus that
 
-``log_det`` has shape ``(batch,)``. ``params`` maps the spec's own parameter names to arrays;
-``subnets`` maps child names to callables: a subnetwork child is ``f(x) -> y``, a transform
-child is ``f(xs, cs, rev, jac) -> (ys, log_det)``.
-
-A :class:`Subnet` is a non-invertible function ``apply(xp, params, subnets, x) -> y`` whose
-input and output shapes its parent chooses.
+:class:`SimpleTransform` is the short form on one array: ``forward(ctx, x, cs) -> (y,
+log_det)``. A :class:`Subnet` is a non-invertible ``apply(xp, params, children, x) -> y``
+whose input and output shapes its parent chooses.
 """
 
 from __future__ import annotations
@@ -37,6 +35,10 @@ Shape = tuple[int, ...]
 Array = Any
 Namespace = Any
 Initializer = Callable[[np.random.Generator], np.ndarray]
+#: ``draw(kind, shape, like)``: random samples ("normal" or "rademacher") like ``like``.
+Draw = Callable[[str, Shape, Array], Array]
+#: What :mod:`flowcore.params` checks a parameter's values against when they are set.
+Constraint = Literal["permutation", "orthogonal"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +47,10 @@ class ParamSpec:
 
     ``kind="float"`` parameters take the model's dtype; ``kind="index"`` ones are int64
     (index buffers such as hard permutations) and are never trainable. ``init(rng)`` returns
-    the initial value as a float64 or int64 NumPy array of ``shape``.
+    the initial value as a float64 or int64 NumPy array of ``shape``. ``constraint`` names
+    what values must satisfy for the transform to stay invertible: ``"permutation"`` (each
+    last-axis row is a permutation of ``range(n)``) or ``"orthogonal"`` (a square matrix
+    whose inverse is its transpose); :func:`flowcore.params.validate` enforces it.
     """
 
     name: str
@@ -53,12 +58,19 @@ class ParamSpec:
     init: Initializer
     trainable: bool = True
     kind: Literal["float", "index"] = "float"
+    constraint: Constraint | None = None
 
     def __post_init__(self) -> None:
         if "." in self.name or not self.name:
             raise ValueError(f"parameter name {self.name!r} must be non-empty without '.'")
         if self.kind == "index" and self.trainable:
             raise ValueError(f"index parameter {self.name!r} cannot be trainable")
+        if self.constraint == "permutation" and self.kind != "index":
+            raise ValueError(f"permutation parameter {self.name!r} must be kind='index'")
+        if self.constraint == "orthogonal" and (
+            len(self.shape) != 2 or self.shape[0] != self.shape[1] or self.kind != "float"
+        ):
+            raise ValueError(f"orthogonal parameter {self.name!r} must be a square float matrix")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +125,14 @@ class Spec:
 
         register_spec(cls)
 
+    def __post_init__(self) -> None:
+        """A dataclass spec's options are checked against their annotations on construction
+        (:func:`flowcore.options.check_fields`); override and call ``super().__post_init__()``
+        to add checks."""
+        from .options import check_fields
+
+        check_fields(self)
+
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments of a non-dataclass spec (dataclass fields otherwise)."""
         raise NotImplementedError(f"{self.label} must implement get_config")
@@ -142,16 +162,87 @@ class Subnet(Spec):
         """Raise :class:`flowcore.errors.ShapeError` when the shapes do not suit this net."""
 
     def apply(
-        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array
+        self, xp: Namespace, params: Mapping[str, Array], children: Mapping[str, Any], x: Array
     ) -> Array:
         raise NotImplementedError
 
 
+class Context:
+    """What a transform's math is handed for one call.
+
+    - ``xp``: the Array API namespace (plus :mod:`flowcore.namespace`'s extras);
+    - ``params``: the transform's own parameters by declared name;
+    - ``children``: callables by child name: a subnetwork ``f(x) -> y``, a child transform
+      ``f(xs, cs, rev=False, jac=True) -> (ys, log_det)``;
+    - ``jac``: whether the caller wants the log-det. When False a transform may skip its
+      log-det work; the executor returns zeros of shape ``(batch,)`` whatever it gives.
+
+    :meth:`update` records a new value for one of the transform's parameters (ActNorm's
+    data-dependent initialisation); the adapter writes it back natively after the call.
+    :meth:`normal` and :meth:`rademacher` draw from a generator the backend owns, seeded from
+    the build seed.
+    """
+
+    __slots__ = ("_draw", "_label", "children", "jac", "params", "updates", "xp")
+
+    def __init__(
+        self,
+        xp: Namespace,
+        params: Mapping[str, Array],
+        children: Mapping[str, Callable[..., Any]],
+        jac: bool,
+        draw: Draw | None = None,
+        label: str = "transform",
+    ) -> None:
+        self.xp = xp
+        self.params = params
+        self.children = children
+        self.jac = jac
+        self.updates: dict[str, Array] = {}
+        self._draw = draw
+        self._label = label
+
+    def update(self, name: str, value: Array) -> None:
+        """Give parameter ``name`` the value ``value`` after this call (same shape)."""
+        if name not in self.params:
+            from .errors import ParameterError
+
+            raise ParameterError(f"{self._label}: update of unknown parameter {name!r}")
+        self.updates[name] = value
+
+    def normal(self, shape: Shape, like: Array) -> Array:
+        """Standard normal samples of ``shape``, dtype and device of ``like``."""
+        return self._random("normal", shape, like)
+
+    def rademacher(self, shape: Shape, like: Array) -> Array:
+        """Samples of ``shape`` equal to -1 or +1 with probability 1/2, like ``like``."""
+        return self._random("rademacher", shape, like)
+
+    def _random(self, kind: str, shape: Shape, like: Array) -> Array:
+        if self._draw is None:
+            from .errors import FlowError
+
+            raise FlowError(
+                f"{self._label} draws random numbers, but its caller gave no generator "
+                "(the JAX functional form needs key=...)"
+            )
+        return self._draw(kind, tuple(shape), like)
+
+
 class Transform(Spec):
-    """An invertible map with a log-det; see the module docstring for the contract."""
+    """An invertible map with a log-det: the general form, several inputs and outputs.
+
+    Subclasses implement ``forward(ctx, xs, cs) -> (ys, log_det)`` and
+    ``inverse(ctx, ys, cs) -> (xs, log_det)`` on lists of arrays, ``log_det`` of shape
+    ``(batch,)`` (a scalar is broadcast): ``log|det dy/dx|`` forward and
+    ``log|det dx/dy|`` (minus that) inverse. :class:`SimpleTransform` is the short form for
+    one input and one output.
+    """
 
     #: Number of inputs the transform takes; None: any number.
     n_inputs: int | None = 1
+    #: Whether the math draws random numbers (:meth:`Context.normal`).
+    uses_randomness: bool = False
 
     def output_shapes(
         self, inputs: Sequence[Shape], conditions: Sequence[Shape]
@@ -170,27 +261,45 @@ class Transform(Spec):
             raise ShapeError(f"{self.label}: expected {self.n_inputs} input(s), got {len(ins)}")
         return Signature(ins, tuple(self.output_shapes(ins, conds)), conds)
 
-    def forward(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        xs: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
+    def run(
+        self, ctx: Context, xs: list[Array], cs: list[Array], rev: bool
     ) -> tuple[list[Array], Array]:
-        raise NotImplementedError
+        """What executors call: :meth:`inverse` if ``rev`` else :meth:`forward`."""
+        return (self.inverse if rev else self.forward)(ctx, xs, cs)
+
+    def forward(
+        self, ctx: Context, xs: Sequence[Array], cs: Sequence[Array]
+    ) -> tuple[list[Array], Array]:
+        raise NotImplementedError(f"{self.label} implements no forward")
 
     def inverse(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        ys: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
+        self, ctx: Context, ys: Sequence[Array], cs: Sequence[Array]
     ) -> tuple[list[Array], Array]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{self.label} implements no inverse")
+
+
+class SimpleTransform(Transform):
+    """The short form: one input, one output.
+
+    Implement ``forward(ctx, x, cs) -> (y, log_det)`` and ``inverse(ctx, y, cs) ->
+    (x, log_det)`` on single arrays, and ``output_shape(shape, conditions)`` if the shape
+    changes; ``cs`` is the list of conditions.
+    """
+
+    def output_shape(self, shape: Shape, conditions: Sequence[Shape]) -> Shape:
+        """The output shape for this input shape (default: unchanged)."""
+        return tuple(shape)
+
+    def output_shapes(
+        self, inputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        return (tuple(self.output_shape(tuple(inputs[0]), conditions)),)
+
+    def run(
+        self, ctx: Context, xs: list[Array], cs: list[Array], rev: bool
+    ) -> tuple[list[Array], Array]:
+        y, log_det = (self.inverse if rev else self.forward)(ctx, xs[0], cs)
+        return [y], log_det
 
 
 def batch_zeros(xp: Namespace, x: Array) -> Array:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from . import initializers as init
 from .errors import ShapeError
+from .options import POSITIVE, OptionError
 from .spec import Array, Child, Namespace, ParamSpec, Shape, Signature, Subnet
 
 Activation = Literal["relu", "leaky_relu", "tanh"]
@@ -26,11 +27,6 @@ def activate(xp: Namespace, x: Array, name: Activation, negative_slope: float) -
     if name == "leaky_relu":
         return xp.leaky_relu(x, negative_slope)
     return xp.tanh(x)
-
-
-def _check_activation(owner: str, name: str) -> None:
-    if name not in ("relu", "leaky_relu", "tanh"):
-        raise ValueError(f"{owner}: unknown activation {name!r}; use relu, leaky_relu or tanh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +50,7 @@ class Linear(Subnet):
         return (ParamSpec("weight", (n_out, n_in), w_init), ParamSpec("bias", (n_out,), b_init))
 
     def apply(
-        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array
+        self, xp: Namespace, params: Mapping[str, Array], children: Mapping[str, Any], x: Array
     ) -> Array:
         return xp.linear(x, params["weight"], params["bias"])
 
@@ -91,7 +87,7 @@ class Conv2d(Subnet):
         return (ParamSpec("weight", shape, w_init), ParamSpec("bias", (c_out,), b_init))
 
     def apply(
-        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array
+        self, xp: Namespace, params: Mapping[str, Array], children: Mapping[str, Any], x: Array
     ) -> Array:
         return xp.conv2d(x, params["weight"], params["bias"], self.padding)
 
@@ -103,14 +99,10 @@ class MLP(Subnet):
     Layers are children ``0 .. len(hidden)``; the last starts at zero if ``zero_init_last``.
     """
 
-    hidden: tuple[int, ...] = (128,)
+    hidden: tuple[Annotated[int, POSITIVE], ...] = (128,)
     activation: Activation = "relu"
     negative_slope: float = 0.01
     zero_init_last: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        _check_activation("MLP", self.activation)
 
     def validate(self, in_shape: Shape, out_shape: Shape) -> None:
         if len(in_shape) != 1 or len(out_shape) != 1:
@@ -133,12 +125,12 @@ class MLP(Subnet):
         )
 
     def apply(
-        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array
+        self, xp: Namespace, params: Mapping[str, Array], children: Mapping[str, Any], x: Array
     ) -> Array:
         last = len(self.hidden)
         for k in range(last):
-            x = activate(xp, subnets[str(k)](x), self.activation, self.negative_slope)
-        return subnets[str(last)](x)
+            x = activate(xp, children[str(k)](x), self.activation, self.negative_slope)
+        return children[str(last)](x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,17 +142,16 @@ class ConvNet(Subnet):
     Layers are children ``0 .. len(hidden)``; the last starts at zero if ``zero_init_last``.
     """
 
-    hidden: tuple[int, ...] = (128,)
-    kernel_size: int = 3
+    hidden: tuple[Annotated[int, POSITIVE], ...] = (128,)
+    kernel_size: Annotated[int, POSITIVE] = 3
     activation: Activation = "relu"
     negative_slope: float = 0.01
     zero_init_last: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        _check_activation("ConvNet", self.activation)
+        super().__post_init__()
         if self.kernel_size % 2 != 1:
-            raise ValueError(f"ConvNet: kernel_size must be odd, got {self.kernel_size}")
+            raise OptionError(f"ConvNet: kernel_size must be odd, got {self.kernel_size}")
 
     def validate(self, in_shape: Shape, out_shape: Shape) -> None:
         if len(in_shape) != 3 or len(out_shape) != 3 or in_shape[1:] != out_shape[1:]:
@@ -185,9 +176,9 @@ class ConvNet(Subnet):
         )
 
     def apply(
-        self, xp: Namespace, params: Mapping[str, Array], subnets: Mapping[str, Any], x: Array
+        self, xp: Namespace, params: Mapping[str, Array], children: Mapping[str, Any], x: Array
     ) -> Array:
         last = len(self.hidden)
         for k in range(last):
-            x = activate(xp, subnets[str(k)](x), self.activation, self.negative_slope)
-        return subnets[str(last)](x)
+            x = activate(xp, children[str(k)](x), self.activation, self.negative_slope)
+        return children[str(last)](x)

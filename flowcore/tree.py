@@ -5,34 +5,20 @@ its parameter declarations and its children, and with the canonical dotted path 
 parameters are named under (``"0.subnet.1.weight"``). :func:`initial_params` draws every
 parameter from NumPy generators seeded by ``(seed, path)``, so the same seed gives the same
 model in every backend and adding a module never shifts another module's draw.
-:func:`run_transform` and :func:`run_subnet` are the one place that checks the shapes and
-conditions a module is called with.
+Running a tree is :mod:`flowcore.executor`'s job; checking values is :mod:`flowcore.params`'.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from .errors import ShapeError
-from .spec import (
-    Array,
-    Child,
-    Namespace,
-    NativeSubnet,
-    ParamSpec,
-    Signature,
-    Spec,
-    Subnet,
-    Transform,
-    batch_zeros,
-)
-
-FLOAT_DTYPES = ("float32", "float64")
+from .spec import Child, NativeSubnet, ParamSpec, Signature, Spec, Subnet, Transform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +60,18 @@ class Node:
     def relative(self, name: str) -> str:
         """A full dotted name made relative to this node."""
         return name[len(self.path) + 1 :] if self.path else name
+
+    def param(self, name: str) -> ParamSpec:
+        """This node's own declared parameter ``name``."""
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(f"{self.label} has no parameter {name!r}")
+
+    @property
+    def uses_randomness(self) -> bool:
+        """Whether this node or one below it draws random numbers."""
+        return any(isinstance(n.spec, Transform) and n.spec.uses_randomness for n in self.walk())
 
     def native_paths(self) -> list[str]:
         """Relative paths of the native subnets below this node."""
@@ -142,6 +140,13 @@ def normalize_shapes(shape: Any) -> tuple[tuple[int, ...], ...]:
     return shapes
 
 
+def path_seed(seed: int, path: str) -> int:
+    """A 32-bit seed from the build seed and a module's path, for what a backend seeds itself
+    (native subnets, random draws), drawn as the parameters are."""
+    entropy = np.random.SeedSequence([seed, zlib.crc32(path.encode())])
+    return int(entropy.generate_state(1)[0])
+
+
 def _path_seed(seed: int, path: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(path.encode())]))
 
@@ -166,110 +171,3 @@ def initial_params(tree: Node, seed: int) -> dict[str, np.ndarray]:
                 np.int64 if p.kind == "index" else np.float64
             )
     return out
-
-
-def check_params(tree: Node, params: Mapping[str, Any]) -> None:
-    """Raise if ``params`` does not hold exactly the tree's canonical parameters and shapes."""
-    from .errors import ParameterError
-
-    specs = tree.param_specs()
-    native = tuple(f"{p}." for p in tree.native_paths())
-    missing = sorted(set(specs) - set(params))
-    surplus = sorted(k for k in set(params) - set(specs) if not k.startswith(native))
-    if missing or surplus:
-        raise ParameterError(
-            f"{tree.label}: parameters do not match; missing {missing}, unexpected {surplus}"
-        )
-    for name, p in specs.items():
-        shape = tuple(np.shape(params[name]))
-        if shape != p.shape:
-            raise ParameterError(
-                f"{tree.label}: parameter {name!r} has shape {shape}, expected {p.shape}"
-            )
-
-
-def dtype_name(dtype: Any) -> str:
-    """``"float32"`` for a NumPy, torch, JAX, TensorFlow or Keras dtype."""
-    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
-
-
-def _shape_text(shape: Sequence[Any]) -> str:
-    return "(batch, " + ", ".join(str(d) for d in shape) + ")" if shape else "(batch,)"
-
-
-def _check_arrays(
-    node: Node, what: str, arrays: Sequence[Array], shapes: Sequence[tuple[int, ...]]
-) -> None:
-    if len(arrays) != len(shapes):
-        raise ShapeError(f"{node.label}: expected {len(shapes)} {what}(s), got {len(arrays)}")
-    for i, (a, shape) in enumerate(zip(arrays, shapes, strict=True)):
-        got = tuple(a.shape)
-        if len(got) != len(shape) + 1 or tuple(got[1:]) != shape:
-            raise ShapeError(
-                f"{node.label}: {what} {i} should have shape {_shape_text(shape)}, got {got}"
-            )
-        dtype = dtype_name(a.dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise ShapeError(f"{node.label}: {what} {i} should be float32 or float64, got {dtype}")
-
-
-def run_transform(
-    node: Node,
-    xp: Namespace,
-    params: Mapping[str, Array],
-    subnets: Mapping[str, Callable[..., Any]],
-    xs: Sequence[Array],
-    cs: Sequence[Array],
-    rev: bool,
-    jac: bool,
-) -> tuple[list[Array], Array]:
-    """Check the inputs and conditions, then run the transform one way or the other."""
-    spec = node.spec
-    assert isinstance(spec, Transform)
-    sig = node.signature
-    _check_arrays(node, "output" if rev else "input", xs, sig.outputs if rev else sig.inputs)
-    _check_arrays(node, "condition", cs, sig.conditions)
-    run = spec.inverse if rev else spec.forward
-    ys, log_det = run(xp, params, subnets, list(xs), list(cs), jac)
-    if getattr(log_det, "ndim", 0) == 0:  # a constant log-det still gets shape (batch,)
-        log_det = log_det + batch_zeros(xp, ys[0])
-    return ys, log_det
-
-
-def functional_call(
-    tree: Node,
-    xp: Namespace,
-    params: Mapping[str, Array],
-    xs: Sequence[Array],
-    cs: Sequence[Array] = (),
-    rev: bool = False,
-    jac: bool = True,
-    native: Mapping[str, Callable[..., Any]] | None = None,
-) -> tuple[list[Array], Array]:
-    """Run a tree on a flat dict of canonical parameters: the pure functional form.
-
-    ``native`` maps the paths of :class:`NativeSubnet` nodes to the callables that run them.
-    The NumPy reference and the JAX functional API are this function with their namespace.
-    """
-    native = native or {}
-
-    def local(node: Node) -> dict[str, Array]:
-        return {p.name: params[node.full_name(p.name)] for p in node.params}
-
-    def callables(node: Node) -> dict[str, Callable[..., Any]]:
-        return {name: bind(child) for name, child in node.children.items()}
-
-    def bind(node: Node) -> Callable[..., Any]:
-        if node.is_native:
-            if node.path not in native:
-                raise ShapeError(f"{node.label}: a native subnet needs its backend to run it")
-            return native[node.path]
-        if node.is_transform:
-            return lambda xs_, cs_, rev_, jac_: run_transform(
-                node, xp, local(node), callables(node), xs_, cs_, rev_, jac_
-            )
-        spec = node.spec
-        assert isinstance(spec, Subnet)
-        return lambda x: spec.apply(xp, local(node), callables(node), x)
-
-    return run_transform(tree, xp, local(tree), callables(tree), xs, cs, rev, jac)

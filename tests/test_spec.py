@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import flowcore as fc
+from flowcore.executor import functional_call
 from flowcore.namespace import numpy_namespace
-from flowcore.tree import build_tree, check_params, functional_call, initial_params
+from flowcore.params import validate as check_params
+from flowcore.tree import build_tree, initial_params
 
 
 def _aio(**options) -> fc.AllInOneBlock:
@@ -153,23 +155,31 @@ def test_shapes_a_spec_cannot_take(spec, inputs, conds, message):
         (lambda: fc.AllInOneBlock(subnet=fc.MLP(), subnet_constructor=print), "exactly one of"),
         (
             lambda: _aio(global_affine_type="RELU"),
-            "global_affine_type must be SOFTPLUS, SIGMOID or EXP, got 'RELU'",
+            "AllInOneBlock: option global_affine_type must be 'SOFTPLUS' or 'SIGMOID' or "
+            "'EXP', got 'RELU'",
         ),
         (
             lambda: _aio(global_affine_type="SIGMOID", global_affine_init=10.0),
             r"must lie in \(0, 10.0\) for SIGMOID",
         ),
-        (lambda: _aio(global_affine_init=0.0), r"must lie in \(0, inf\) for SOFTPLUS, got 0.0"),
+        (lambda: _aio(global_affine_init=0.0), "global_affine_init must be float > 0, got 0.0"),
+        (
+            lambda: _aio(affine_clamping=float("nan")),
+            "option affine_clamping must be float > 0, got nan",
+        ),
+        (lambda: _aio(gin_block=1), "option gin_block must be bool, got 1"),
+        (lambda: fc.MLP(hidden=(-4,)), r"MLP: option hidden must be a tuple.*, got \(-4,\)"),
+        (lambda: fc.MLP(hidden=(0,)), r"MLP: option hidden must be a tuple.*, got \(0,\)"),
         (
             lambda: _aio(soft_clamp="atan"),
-            "soft_clamp must be 'scaled_tanh' or 'tanh', got 'atan'",
+            "option soft_clamp must be 'scaled_tanh' or 'tanh', got 'atan'",
         ),
-        (lambda: _aio(affine_clamping=0.0), "affine_clamping must be > 0, got 0.0"),
+        (lambda: _aio(affine_clamping=0.0), "affine_clamping must be float > 0, got 0.0"),
         (
             lambda: _aio(learned_householder_permutation=-1),
-            "learned_householder_permutation must be >= 0",
+            "option learned_householder_permutation must be int >= 0, got -1",
         ),
-        (lambda: fc.MLP(activation="gelu"), "MLP: unknown activation 'gelu'"),
+        (lambda: fc.MLP(activation="gelu"), "MLP: option activation must be 'relu' or"),
         (lambda: fc.ConvNet(kernel_size=4), "ConvNet: kernel_size must be odd, got 4"),
         (
             lambda: fc.SequenceINN(_aio(), conditions=[0, 1]),

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 
 from flowcore.errors import BackendError
-from flowcore.tree import FLOAT_DTYPES, dtype_name
+from flowcore.executor import FLOAT_DTYPES, dtype_name
 
 
 def jax_dtype(dtype: object) -> jnp.dtype:

@@ -1,15 +1,15 @@
-"""The generic Flax NNX modules: any spec tree as an ``nnx.Module``.
+"""The Flax NNX glue: any spec tree as an ``nnx.Module``.
 
 Every node of the tree is a module holding its parameters under their canonical names
 (trainable ones as ``nnx.Param``, the rest as :class:`Buffer`) and its children as
 attributes, so ``nnx.state(flow)`` paths joined by dots are the canonical names, and
-``nnx.grad`` or an ``nnx.Optimizer(..., wrt=nnx.Param)`` touch only the trainables. A call
-gathers the values and runs :func:`flowcore.tree.functional_call`.
+``nnx.grad`` or an ``nnx.Optimizer(..., wrt=nnx.Param)`` touch only the trainables. What a
+node does is :class:`flowcore.adapter.NodeModule`'s; this file only makes native things.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from flowcore.errors import ShapeError
-from flowcore.spec import ParamSpec
-from flowcore.tree import Node, functional_call
+from flowcore.adapter import NodeModule
+from flowcore.spec import Array, Draw, ParamSpec, Shape, Transform
+from flowcore.tree import Node, path_seed
 
 from .dtypes import jax_dtype
 from .namespace import XP
@@ -27,31 +27,7 @@ from .native import build_native
 
 
 class Buffer(nnx.Variable):
-    """A non-trainable array: an index permutation or a frozen matrix."""
-
-
-def as_arrays(x: Any, what: str) -> list[jax.Array]:
-    """An array, a list or tuple of arrays, or None, as a list of JAX arrays."""
-    if x is None:
-        return []
-    items = list(x) if isinstance(x, (list, tuple)) else [x]
-    if not all(isinstance(a, (jax.Array, np.ndarray)) for a in items):
-        raise ShapeError(
-            f"expected an array or a list of arrays as {what}, got {type(x).__name__}"
-        )
-    return [jnp.asarray(a) for a in items]
-
-
-def outputs(x: Any, ys: Sequence[jax.Array]) -> Any:
-    """One array if one array came in, else a tuple (FrEIA's convention)."""
-    return ys[0] if not isinstance(x, (list, tuple)) and len(ys) == 1 else tuple(ys)
-
-
-def _initial(p: ParamSpec, value: Any, dtype: jnp.dtype) -> jax.Array:
-    value = np.zeros(p.shape) if value is None else np.asarray(value)
-    if p.kind == "index":  # int64 with x64 enabled, else int32: either indexes the same
-        return jnp.asarray(value.astype(np.int64))
-    return jnp.asarray(value, dtype=dtype)
+    """A non-trainable array: an index permutation, a frozen matrix, a state flag."""
 
 
 def cast_floats(module: nnx.Module, dtype: jnp.dtype, device: jax.Device | None = None) -> None:
@@ -64,8 +40,21 @@ def cast_floats(module: nnx.Module, dtype: jnp.dtype, device: jax.Device | None 
     nnx.update(module, jax.tree.map(convert, nnx.state(module)))
 
 
-class _Holder(nnx.Module):
-    """Holds a node's parameters and children."""
+def key_draw(next_key: Any) -> Draw:
+    """Random draws from JAX keys, ``next_key()`` giving a fresh key for each draw."""
+
+    def draw(kind: str, shape: Shape, like: jax.Array) -> jax.Array:
+        if kind == "normal":
+            return jax.random.normal(next_key(), shape, like.dtype)
+        return jax.random.rademacher(next_key(), shape, like.dtype)
+
+    return draw
+
+
+class _JaxNode(NodeModule, nnx.Module):
+    """A node's parameters and children as a module."""
+
+    xp = XP
 
     def __init__(
         self,
@@ -76,37 +65,65 @@ class _Holder(nnx.Module):
         seed: int = 0,
         modules: Mapping[str, nnx.Module] | None = None,
     ) -> None:
-        self.flowcore_tree = tree
-        dt = jax_dtype(dtype)
-        for p in tree.params:
-            if hasattr(type(self), p.name):
-                raise ValueError(f"{tree.label}: parameter name {p.name!r} clashes with nnx")
-            value = None if params is None else params[tree.full_name(p.name)]
-            kind = nnx.Param if p.trainable else Buffer
-            setattr(self, p.name, kind(_initial(p, value, dt)))
-        for name, child in tree.children.items():
-            module: nnx.Module
-            if modules is not None and name in modules:
-                module = modules[name]
-            elif child.is_native:
-                module = build_native(child, seed)
-                cast_floats(module, dt)
-            elif child.is_transform:
-                module = FlowModule(child, params, dtype, seed=seed)
-            else:
-                module = SubnetModule(child, params, dtype, seed=seed)
-            setattr(self, name, module)
+        self._dtype = jax_dtype(dtype)
+        self._seed_value = seed
+        if isinstance(tree.spec, Transform) and tree.spec.uses_randomness:
+            self.rngs = nnx.Rngs(path_seed(seed, tree.path))
+        self._populate(tree, params, modules)
+
+    def _add_param(self, p: ParamSpec, value: np.ndarray | None) -> None:
+        if hasattr(type(self), p.name):
+            raise ValueError(f"{self.flowcore_tree.label}: parameter name {p.name!r} clashes")
+        value = np.zeros(p.shape) if value is None else np.array(value)  # a copy
+        if p.kind == "index":  # int64 with x64 enabled, else int32: either indexes the same
+            array = jnp.asarray(value.astype(np.int64))
+        else:
+            array = jnp.asarray(value, dtype=self._dtype)
+        setattr(self, p.name, (nnx.Param if p.trainable else Buffer)(array))
+
+    def _add_child(self, name: str, module: Any) -> None:
+        setattr(self, name, module)
+
+    def _child(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def _values(self) -> dict[str, jax.Array]:
+        return {p.name: getattr(self, p.name)[...] for p in self.flowcore_tree.params}
+
+    def _write(self, name: str, value: Array) -> None:
+        getattr(self, name).set_value(jax.lax.stop_gradient(value))
+
+    def _make_native(self, node: Node) -> nnx.Module:
+        module = build_native(node, self._seed_value)
+        cast_floats(module, self._dtype)
+        return module
+
+    def _make_module(self, node: Node, params: Mapping[str, np.ndarray] | None) -> nnx.Module:
+        kind = FlowModule if node.is_transform else SubnetModule
+        return kind(node, params, self._dtype, seed=self._seed_value)
+
+    def _is_array(self, x: Any) -> bool:
+        return isinstance(x, (jax.Array, np.ndarray))
+
+    def _convert(self, x: Any) -> jax.Array:
+        return jnp.asarray(x)
+
+    def _draw(self) -> Draw:
+        return key_draw(self.rngs)
 
 
-class SubnetModule(_Holder):
-    """The parameters of a portable subnetwork spec (its parent transform runs it)."""
+class SubnetModule(_JaxNode):
+    """A portable subnetwork spec as a module: ``subnet(x) -> y``."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.apply_subnet(x)
 
 
 def gather(
     module: nnx.Module, node: Node
 ) -> tuple[dict[str, nnx.Variable], dict[str, nnx.Module]]:
     """The canonical variables below ``module`` by full name, and its native subnets by
-    path: what :func:`flowcore.tree.functional_call` needs."""
+    path: what :func:`flowcore.executor.functional_call` needs."""
     variables: dict[str, nnx.Variable] = {}
     natives: dict[str, nnx.Module] = {}
 
@@ -123,26 +140,20 @@ def gather(
     return variables, natives
 
 
-class FlowModule(_Holder):
+class FlowModule(_JaxNode):
     """A transform spec as a Flax NNX module, called as FrEIA's: ``flow(x, c, rev, jac)``.
 
     ``x`` is an array or a list of arrays; ``c`` an array, a list of arrays or None.
     Returns ``(z, log_det)`` with ``z`` an array if ``x`` was one, else a tuple, and
     ``log_det`` of shape ``(batch,)``: log|det dz/dx| forward, log|det dx/dz| with ``rev``.
-    ``seed`` seeds native subnets whose constructor takes ``rngs``.
+    State updates (ActNorm's initialisation) are written into the variables, also under
+    ``nnx.jit``. ``seed`` seeds native subnets whose constructor takes ``rngs`` and the
+    random draws of transforms that make them.
     """
 
     flowcore_backend = "jax"
 
-    def run(
-        self, xs: Sequence[jax.Array], cs: Sequence[jax.Array], rev: bool, jac: bool
-    ) -> tuple[list[jax.Array], jax.Array]:
-        variables, natives = gather(self, self.flowcore_tree)
-        values = {name: var[...] for name, var in variables.items()}
-        return functional_call(self.flowcore_tree, XP, values, xs, cs, rev, jac, natives)
-
     def __call__(
         self, x: Any, c: Any = None, rev: bool = False, jac: bool = True
     ) -> tuple[Any, jax.Array]:
-        ys, log_det = self.run(as_arrays(x, "input"), as_arrays(c, "condition"), rev, jac)
-        return outputs(x, ys), log_det
+        return self.call_flow(x, c, rev, jac)

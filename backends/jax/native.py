@@ -8,16 +8,14 @@ canonical parameters; any other is called as ``f(c_in, c_out)`` and brings its o
 from __future__ import annotations
 
 import inspect
-import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import numpy as np
 from flax import nnx
 
 from flowcore.spec import NativeSubnet
-from flowcore.tree import Node
+from flowcore.tree import Node, path_seed
 
 
 def _takes_rngs(constructor: Callable[..., Any]) -> bool:
@@ -35,8 +33,7 @@ def build_native(node: Node, seed: int) -> nnx.Module:
     c_in, c_out = node.signature.inputs[0][0], node.signature.outputs[0][0]
     constructor: Callable[..., Any] = spec.constructor
     if _takes_rngs(constructor):
-        entropy = np.random.SeedSequence([seed, zlib.crc32(node.path.encode())])
-        module = constructor(c_in, c_out, rngs=nnx.Rngs(int(entropy.generate_state(1)[0])))
+        module = constructor(c_in, c_out, rngs=nnx.Rngs(path_seed(seed, node.path)))
     else:
         module = constructor(c_in, c_out)
     if not isinstance(module, nnx.Module):

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
 
+from flowcore.adapter import ImperativeSequence
 from flowcore.models import SequenceBuilder
-from flowcore.spec import Transform
-from flowcore.tree import Node, initial_params
+from flowcore.tree import Node
 
 from .modules import FlowModule, cast_floats
 
 
-class SequenceINN(FlowModule):
-    """A sequence of blocks appended one by one, as in FrEIA, as a Flax NNX module.
-
-    ``append(block, cond=None, cond_shape=None, **kwargs)`` builds ``block(**kwargs)`` (a
-    flowcore transform class such as ``AllInOneBlock``, e.g. with ``subnet_constructor=``)
-    for the current output shape; ``cond`` indexes the list of conditions given to the call.
-    Initial parameters come from ``seed`` when given (then equal to ``flowcore.build`` of
-    the same spec and seed), else from NumPy's global generator (``np.random.seed``).
-    """
+class SequenceINN(ImperativeSequence, FlowModule):
+    """A sequence of blocks appended one by one, as in FrEIA, as a Flax NNX module (see
+    :class:`flowcore.adapter.ImperativeSequence`); without ``seed``, initial parameters
+    come from NumPy's global generator (``np.random.seed``)."""
 
     def __init__(
         self,
@@ -34,49 +29,20 @@ class SequenceINN(FlowModule):
         dtype: Any = "float32",
     ) -> None:
         builder = SequenceBuilder(*dims)
-        super().__init__(builder.tree(), None, dtype)
+        FlowModule.__init__(self, builder.tree(), None, dtype)
         self._builder = builder
         self._seed = seed
-        self._dtype = dtype
         self.force_tuple_output = force_tuple_output
 
-    def append(
-        self,
-        module_class: type[Transform] | Transform,
-        cond: int | None = None,
-        cond_shape: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        seed = self._seed if self._seed is not None else int(np.random.randint(2**31 - 1))
+    def _new_block(self, node: Node, params: Mapping[str, np.ndarray], seed: int) -> nnx.Module:
+        module = FlowModule(node, params, self._dtype, seed=seed)
+        existing = jax.tree.leaves(nnx.state(self, nnx.Param))
+        if existing:  # follow the device the sequence was moved to
+            cast_floats(module, existing[0].dtype, next(iter(existing[0].devices())))
+        return module
 
-        def make(node: Node) -> FlowModule:
-            module = FlowModule(node, initial_params(node, seed), self._dtype, seed=seed)
-            existing = jax.tree.leaves(nnx.state(self, nnx.Param))
-            if existing:  # follow the device the sequence was moved to
-                cast_floats(module, existing[0].dtype, next(iter(existing[0].devices())))
-            return module
+    def _wrap(self, tree: Node, children: dict[str, Any]) -> nnx.Module:
+        return FlowModule(tree, None, self._dtype, modules=children)
 
-        module = self._builder.add(module_class, cond, cond_shape, kwargs, make)
-        setattr(self, str(len(self) - 1), module)
-        self.flowcore_tree = self._builder.tree()
-
-    def __len__(self) -> int:
-        return len(self._builder.blocks)
-
-    def __iter__(self) -> Iterator[FlowModule]:
-        return (getattr(self, str(i)) for i in range(len(self)))
-
-    def __getitem__(self, index: int | slice) -> FlowModule:
-        return self._builder.select(
-            index,
-            list(self),
-            lambda tree, children: FlowModule(tree, None, self._dtype, modules=children),
-        )
-
-    def __call__(
-        self, x: Any, c: Any = None, rev: bool = False, jac: bool = True
-    ) -> tuple[Any, jax.Array]:
-        z, log_det = super().__call__(x, c, rev, jac)
-        if self.force_tuple_output and not isinstance(z, tuple):
-            z = (z,)
-        return z, log_det
+    def _random_seed(self) -> int:
+        return int(np.random.randint(2**31 - 1))

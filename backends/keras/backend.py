@@ -26,7 +26,7 @@ class KerasBackend:
         seed: int = 0,
     ) -> FlowLayer:
         with frameworks.device_scope(device):
-            return FlowLayer(tree, params, dtype=dtype)
+            return FlowLayer(tree, params, dtype=dtype, seed=seed)
 
     def get_params(self, module: Any) -> dict[str, np.ndarray]:
         out = {}
@@ -38,7 +38,7 @@ class KerasBackend:
     def set_params(self, module: Any, params: Mapping[str, np.ndarray]) -> None:
         weights = named_weights(module)
         for name, value in params.items():
-            weights[name].assign(np.asarray(value).astype(weights[name].dtype))
+            weights[name].assign(value.astype(weights[name].dtype))
 
     def devices(self) -> Sequence[str]:
         return ["cpu", *frameworks.accelerators()]

@@ -9,28 +9,22 @@ for any layer. The weights exist once the layer is constructed: no ``build`` ste
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import keras
 import numpy as np
 
+from flowcore.adapter import NodeModule
 from flowcore.errors import BackendError
 from flowcore.serialize import spec_from_config, spec_to_config
-from flowcore.spec import NativeSubnet, ParamSpec, Subnet, Transform
-from flowcore.tree import Node, build_tree, run_transform
+from flowcore.spec import Draw, NativeSubnet, ParamSpec, Shape, Transform
+from flowcore.tree import Node, build_tree, path_seed
 
 from . import frameworks
 from .namespace import XP
 
 Array = Any
-
-
-def as_list(x: Any) -> list[Any]:
-    """Inputs or conditions as a list: an array, a list or tuple of arrays, or None."""
-    if x is None:
-        return []
-    return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 def _constant(value: np.ndarray) -> Callable[[Any, str], np.ndarray]:
@@ -65,96 +59,104 @@ def _native(node: Node, policy: keras.DTypePolicy) -> keras.layers.Layer:
     return layer
 
 
-class _Holder(keras.layers.Layer):
-    """Creates a node's weights and its children as sublayers."""
+class _KerasNode(NodeModule, keras.layers.Layer):
+    """A node's weights and its children as sublayers."""
+
+    xp = XP
 
     def __init__(
         self,
         tree: Node,
         params: Mapping[str, np.ndarray] | None = None,
         sublayers: Mapping[str, keras.layers.Layer] | None = None,
+        seed: int = 0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        keras.layers.Layer.__init__(self, **kwargs)
         if self.variable_dtype == "float64" and not frameworks.x64_enabled():
             raise BackendError(
                 f"{tree.label}: float64 under Keras' JAX backend needs 64-bit JAX; call "
                 "jax.config.update('jax_enable_x64', True) or set JAX_ENABLE_X64=1 first"
             )
-        self.flowcore_tree = tree
-        given = sublayers or {}
+        self._seed_value = seed
+        self.flow_weights: dict[str, keras.Variable] = {}
+        self.sublayers: dict[str, keras.layers.Layer] = {}
         with keras.name_scope(self.name, caller=self):  # weight paths follow the tree
-            self.flow_weights = {p.name: self._add_param(p, params) for p in tree.params}
-            self.sublayers = {
-                name: given[name] if name in given else self._child(name, child, params)
-                for name, child in tree.children.items()
-            }
+            if isinstance(tree.spec, Transform) and tree.spec.uses_randomness:
+                self.seed_generator = keras.random.SeedGenerator(path_seed(seed, tree.path))
+            self._populate(tree, params, sublayers)
         self.built = True
 
-    def _add_param(self, p: ParamSpec, params: Mapping[str, np.ndarray] | None) -> keras.Variable:
+    def _add_param(self, p: ParamSpec, value: np.ndarray | None) -> None:
         if p.kind == "index":
             dtype = "int64" if frameworks.x64_enabled() else "int32"
         else:
             dtype = self.variable_dtype
-        initializer: Any = "zeros"
-        if params is not None:
-            initializer = _constant(np.asarray(params[self.flowcore_tree.full_name(p.name)]))
-        return self.add_weight(
+        initializer: Any = "zeros" if value is None else _constant(np.array(value))
+        self.flow_weights[p.name] = self.add_weight(
             shape=p.shape, dtype=dtype, initializer=initializer, trainable=p.trainable, name=p.name
         )
 
-    def _child(
-        self, name: str, node: Node, params: Mapping[str, np.ndarray] | None
-    ) -> keras.layers.Layer:
-        if node.is_native:
-            return _native(node, self.dtype_policy)
-        kind = FlowLayer if node.is_transform else SubnetLayer
-        return kind(node, params, dtype=self.dtype_policy, name=name)
+    def _add_child(self, name: str, module: Any) -> None:
+        self.sublayers[name] = module
 
-    def _params(self) -> dict[str, Array]:
+    def _child(self, name: str) -> Any:
+        return self.sublayers[name]
+
+    def _values(self) -> dict[str, Array]:
         return {name: v.value for name, v in self.flow_weights.items()}
 
-    def _subnets(self) -> dict[str, Any]:
-        children = self.flowcore_tree.children
-        return {
-            name: layer.run if children[name].is_transform else layer
-            for name, layer in self.sublayers.items()
-        }
+    def _write(self, name: str, value: Array) -> None:
+        self.flow_weights[name].assign(keras.ops.stop_gradient(value))
+
+    def _make_native(self, node: Node) -> keras.layers.Layer:
+        return _native(node, self.dtype_policy)
+
+    def _make_module(
+        self, node: Node, params: Mapping[str, np.ndarray] | None
+    ) -> keras.layers.Layer:
+        kind = FlowLayer if node.is_transform else SubnetLayer
+        name = node.path.rsplit(".", 1)[-1]
+        return kind(node, params, dtype=self.dtype_policy, name=name, seed=self._seed_value)
+
+    def _is_array(self, x: Any) -> bool:
+        return True  # Keras takes any array-like; its own errors name what it cannot take
+
+    def _draw(self) -> Draw:
+        def draw(kind: str, shape: Shape, like: Array) -> Array:
+            if kind == "normal":
+                return keras.random.normal(shape, dtype=like.dtype, seed=self.seed_generator)
+            bits = keras.random.randint(shape, 0, 2, seed=self.seed_generator)
+            return keras.ops.cast(bits, like.dtype) * 2 - 1
+
+        return draw
 
 
-class SubnetLayer(_Holder):
+class SubnetLayer(_KerasNode):
     """A portable subnetwork spec as a layer: ``call(x) -> y``."""
 
     def call(self, x: Array) -> Array:
-        spec = self.flowcore_tree.spec
-        assert isinstance(spec, Subnet)
-        return spec.apply(XP, self._params(), self._subnets(), x)
+        return self.apply_subnet(x)
 
 
 @keras.saving.register_keras_serializable(package="flowcore")
-class FlowLayer(_Holder):
+class FlowLayer(_KerasNode):
     """A transform spec as a layer, called as FrEIA's: ``call(x, c=None, rev=False, jac=True)``.
 
     ``x`` is an array or a list of arrays; ``c`` an array, a list of arrays or None.
     Returns ``(z, log_det)`` with ``z`` an array if ``x`` was one, else a tuple, and
     ``log_det`` of shape ``(batch,)``: log|det dz/dx| forward, log|det dx/dz| with ``rev``.
-    Its config is the spec's (:mod:`flowcore.serialize`) with the input and condition shapes,
-    so ``model.save("m.keras")`` and ``keras.models.load_model`` round-trip it.
+    State updates are written with ``assign``. Its config is the spec's
+    (:mod:`flowcore.serialize`) with the input and condition shapes, so
+    ``model.save("m.keras")`` and ``keras.models.load_model`` round-trip it.
     """
 
     flowcore_backend = "keras"
 
-    def run(
-        self, xs: Sequence[Array], cs: Sequence[Array], rev: bool, jac: bool
-    ) -> tuple[list[Array], Array]:
-        tree = self.flowcore_tree
-        return run_transform(tree, XP, self._params(), self._subnets(), xs, cs, rev, jac)
-
     def call(
         self, x: Any, c: Any = None, rev: bool = False, jac: bool = True
     ) -> tuple[Any, Array]:
-        ys, log_det = self.run(as_list(x), as_list(c), rev, jac)
-        return (ys[0] if not isinstance(x, (list, tuple)) and len(ys) == 1 else tuple(ys)), log_det
+        return self.call_flow(x, c, rev, jac)
 
     def get_config(self) -> dict[str, Any]:
         spec, sig = self.flowcore_tree.spec, self.flowcore_tree.signature
@@ -180,7 +182,7 @@ def named_weights(layer: keras.layers.Layer, prefix: str = "") -> dict[str, kera
     Weights of a native subnet at ``path`` follow as ``path.<i>.<name>``, ``i`` their index
     in its ``weights``.
     """
-    if not isinstance(layer, _Holder):
+    if not isinstance(layer, _KerasNode):
         return {f"{prefix}{i}.{v.name}": v for i, v in enumerate(layer.weights)}
     out = {prefix + name: v for name, v in layer.flow_weights.items()}
     for name, child in layer.sublayers.items():

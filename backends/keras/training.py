@@ -7,9 +7,9 @@ from typing import Any
 import keras
 from keras import ops
 
+from flowcore.adapter import as_list
 from flowcore.spec import sum_per_sample
 
-from .layers import as_list
 from .namespace import XP
 
 Array = Any
@@ -21,7 +21,7 @@ def negative_log_likelihood(z: Any, log_det: Array) -> Array:
 
     ``z`` is an array or a tuple of arrays (a flow with several outputs).
     """
-    energy = [sum_per_sample(XP, zi * zi) for zi in as_list(z)]
+    energy = [sum_per_sample(XP, zi * zi) for zi in as_list(z, "output", lambda a: True)]
     return 0.5 * ops.sum(ops.stack(energy), axis=0) - log_det
 
 

@@ -28,7 +28,7 @@ class TorchBackend:
         device: Any,
         seed: int = 0,
     ) -> FlowModule:
-        module = FlowModule(tree, params, _dtype(dtype))
+        module = FlowModule(tree, params, _dtype(dtype), seed=seed)
         return module.to(device) if device is not None else module
 
     def get_params(self, module: Any) -> dict[str, np.ndarray]:
@@ -38,7 +38,7 @@ class TorchBackend:
         state = module.state_dict()
         with torch.no_grad():
             for name, value in params.items():
-                state[name].copy_(torch.as_tensor(np.array(value)))  # a writable copy
+                state[name].copy_(torch.from_numpy(value))  # copy_ converts dtype and device
 
     def devices(self) -> Sequence[str]:
         return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]

@@ -1,47 +1,31 @@
-"""The one generic PyTorch module: any spec tree as a ``torch.nn.Module``.
+"""The PyTorch glue: any spec tree as a ``torch.nn.Module``.
 
 Parameters are registered under their canonical names (trainable ones as ``nn.Parameter``,
 the rest as buffers) and children as submodules, so ``state_dict()`` keys are the canonical
-names and ``.to(device, dtype)``, ``torch.compile`` and DDP work as for any module.
+names and ``.to(device, dtype)``, ``torch.compile`` and DDP work as for any module. What a
+node does is :class:`flowcore.adapter.NodeModule`'s; this file only makes native things.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from flowcore.errors import ShapeError
-from flowcore.spec import NativeSubnet, Subnet
-from flowcore.tree import Node, run_transform
+from flowcore.adapter import NodeModule
+from flowcore.spec import Array, Draw, NativeSubnet, ParamSpec, Shape
+from flowcore.tree import Node, path_seed
 
 from .namespace import XP
 
 
-def as_tensor_list(x: Any, what: str) -> list[torch.Tensor]:
-    if x is None:
-        return []
-    if isinstance(x, torch.Tensor):
-        return [x]
-    if isinstance(x, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in x):
-        return list(x)
-    raise ShapeError(f"expected a tensor or a list of tensors as {what}, got {type(x).__name__}")
+class _TorchNode(NodeModule, nn.Module):
+    """A node's parameters and children as a module."""
 
-
-def _native(node: Node, dtype: torch.dtype) -> nn.Module:
-    spec = node.spec
-    assert isinstance(spec, NativeSubnet)
-    module = spec.constructor(node.signature.inputs[0][0], node.signature.outputs[0][0])
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"{node.label}: subnet_constructor must return a torch.nn.Module")
-    return module.to(dtype)
-
-
-class _Holder(nn.Module):
-    """Registers a node's parameters and children."""
+    xp = XP
 
     def __init__(
         self,
@@ -49,51 +33,78 @@ class _Holder(nn.Module):
         params: Mapping[str, np.ndarray] | None,
         dtype: torch.dtype,
         modules: Mapping[str, nn.Module] | None = None,
+        seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.flowcore_tree = tree
-        for p in tree.params:
-            if params is None:
-                value = torch.zeros(p.shape, dtype=torch.int64 if p.kind == "index" else dtype)
-            else:
-                value = torch.as_tensor(np.asarray(params[tree.full_name(p.name)]))
-                value = value.to(torch.int64 if p.kind == "index" else dtype)
-            if p.trainable:
-                self.register_parameter(p.name, nn.Parameter(value))
-            else:
-                self.register_buffer(p.name, value)
-        for name, child in tree.children.items():
-            if modules is not None and name in modules:
-                self.add_module(name, modules[name])
-            elif child.is_native:
-                self.add_module(name, _native(child, dtype))
-            elif child.is_transform:
-                self.add_module(name, FlowModule(child, params, dtype))
-            else:
-                self.add_module(name, SubnetModule(child, params, dtype))
+        nn.Module.__init__(self)
+        self._dtype = dtype
+        self._seed_value = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._populate(tree, params, modules)
 
-    def _params(self) -> dict[str, torch.Tensor]:
+    def _add_param(self, p: ParamSpec, value: np.ndarray | None) -> None:
+        dtype = torch.int64 if p.kind == "index" else self._dtype
+        tensor = (
+            torch.zeros(p.shape, dtype=dtype)
+            if value is None
+            else torch.tensor(np.asarray(value), dtype=dtype)  # a copy, never the caller's
+        )
+        if p.trainable:
+            self.register_parameter(p.name, nn.Parameter(tensor))
+        else:
+            self.register_buffer(p.name, tensor)
+
+    def _add_child(self, name: str, module: Any) -> None:
+        self.add_module(name, module)
+
+    def _child(self, name: str) -> Any:
+        return self._modules[name]
+
+    def _values(self) -> dict[str, torch.Tensor]:
         # read nn.Module's registries directly: nn.Module.__getattr__ is slow per call
         return {**self._parameters, **self._buffers}  # type: ignore[dict-item]
 
-    def _subnets(self) -> dict[str, Any]:
-        # looked up per call (not cached) so that DataParallel replicas use their own children
-        return {
-            name: module.run if isinstance(module, FlowModule) else module
-            for name, module in self._modules.items()
-        }
+    def _write(self, name: str, value: Array) -> None:
+        with torch.no_grad():
+            self._values()[name].copy_(value.detach())
+
+    def _make_native(self, node: Node) -> nn.Module:
+        spec = node.spec
+        assert isinstance(spec, NativeSubnet)
+        module = spec.constructor(node.signature.inputs[0][0], node.signature.outputs[0][0])
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"{node.label}: subnet_constructor must return a torch.nn.Module")
+        return module.to(self._dtype)
+
+    def _make_module(self, node: Node, params: Mapping[str, np.ndarray] | None) -> nn.Module:
+        kind = FlowModule if node.is_transform else SubnetModule
+        return kind(node, params, self._dtype, seed=self._seed_value)
+
+    def _is_array(self, x: Any) -> bool:
+        return isinstance(x, torch.Tensor)
+
+    def _draw(self) -> Draw:
+        def draw(kind: str, shape: Shape, like: torch.Tensor) -> torch.Tensor:
+            gen = self._generators.get(like.device)
+            if gen is None:
+                gen = torch.Generator(device=like.device)
+                gen.manual_seed(path_seed(self._seed_value, self.flowcore_tree.path))
+                self._generators[like.device] = gen
+            if kind == "normal":
+                return torch.randn(shape, generator=gen, dtype=like.dtype, device=like.device)
+            bits = torch.randint(0, 2, shape, generator=gen, device=like.device)
+            return bits.to(like.dtype) * 2 - 1
+
+        return draw
 
 
-class SubnetModule(_Holder):
+class SubnetModule(_TorchNode):
     """A portable subnetwork spec as a module: ``forward(x) -> y``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spec = self.flowcore_tree.spec
-        assert isinstance(spec, Subnet)
-        return spec.apply(XP, self._params(), self._subnets(), x)
+        return self.apply_subnet(x)
 
 
-class FlowModule(_Holder):
+class FlowModule(_TorchNode):
     """A transform spec as a module, called as FrEIA's: ``forward(x, c, rev, jac)``.
 
     ``x`` is a tensor or a list of tensors; ``c`` a tensor, a list of tensors or None.
@@ -103,17 +114,7 @@ class FlowModule(_Holder):
 
     flowcore_backend = "torch"
 
-    def run(
-        self, xs: Sequence[torch.Tensor], cs: Sequence[torch.Tensor], rev: bool, jac: bool
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        return run_transform(
-            self.flowcore_tree, XP, self._params(), self._subnets(), xs, cs, rev, jac
-        )
-
     def forward(
         self, x: Any, c: Any = None, rev: bool = False, jac: bool = True
     ) -> tuple[Any, torch.Tensor]:
-        ys, log_det = self.run(
-            as_tensor_list(x, "input"), as_tensor_list(c, "condition"), rev, jac
-        )
-        return (ys[0] if isinstance(x, torch.Tensor) and len(ys) == 1 else tuple(ys)), log_det
+        return self.call_flow(x, c, rev, jac)

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
+from flowcore.adapter import ImperativeSequence
 from flowcore.models import SequenceBuilder
-from flowcore.spec import Transform
-from flowcore.tree import Node, initial_params
+from flowcore.tree import Node
 
 from .modules import FlowModule
 
 
-class SequenceINN(FlowModule):
-    """A sequence of blocks appended one by one, as in FrEIA.
-
-    ``append(block, cond=None, cond_shape=None, **kwargs)`` builds ``block(**kwargs)`` (a
-    flowcore transform class such as ``AllInOneBlock``, e.g. with ``subnet_constructor=``)
-    for the current output shape; ``cond`` indexes the list of conditions given to forward.
-    Initial parameters come from ``seed`` when given (then equal to ``flowcore.build`` of the
-    same spec and seed), else from PyTorch's global generator.
-    """
+class SequenceINN(ImperativeSequence, FlowModule):
+    """A sequence of blocks appended one by one, as in FrEIA (see
+    :class:`flowcore.adapter.ImperativeSequence`); without ``seed``, initial parameters
+    come from PyTorch's global generator."""
 
     def __init__(
         self,
@@ -32,45 +29,18 @@ class SequenceINN(FlowModule):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         builder = SequenceBuilder(*dims)
-        super().__init__(builder.tree(), None, dtype)
+        FlowModule.__init__(self, builder.tree(), None, dtype)
         self._builder = builder
         self._seed = seed
-        self._dtype = dtype
         self.force_tuple_output = force_tuple_output
 
-    def append(
-        self,
-        module_class: type[Transform] | Transform,
-        cond: int | None = None,
-        cond_shape: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        seed = self._seed if self._seed is not None else int(torch.randint(0, 2**31 - 1, ()))
+    def _new_block(self, node: Node, params: Mapping[str, np.ndarray], seed: int) -> nn.Module:
+        module = FlowModule(node, params, self._dtype, seed=seed)
+        reference = next(iter(self.parameters()), None)
+        return module.to(reference.device) if reference is not None else module
 
-        def make(node: Node) -> FlowModule:
-            module = FlowModule(node, initial_params(node, seed), self._dtype)
-            reference = next(iter(self.parameters()), None)
-            return module.to(reference.device) if reference is not None else module
+    def _wrap(self, tree: Node, children: dict[str, Any]) -> nn.Module:
+        return FlowModule(tree, None, self._dtype, children)
 
-        module = self._builder.add(module_class, cond, cond_shape, kwargs, make)
-        self.add_module(str(len(self) - 1), module)
-        self.flowcore_tree = self._builder.tree()
-
-    def __len__(self) -> int:
-        return len(self._builder.blocks)
-
-    def __iter__(self) -> Iterator[FlowModule]:
-        return (getattr(self, str(i)) for i in range(len(self)))
-
-    def __getitem__(self, index: int | slice) -> FlowModule:
-        return self._builder.select(
-            index, list(self), lambda tree, children: FlowModule(tree, None, self._dtype, children)
-        )
-
-    def forward(
-        self, x: Any, c: Any = None, rev: bool = False, jac: bool = True
-    ) -> tuple[Any, torch.Tensor]:
-        z, log_det = super().forward(x, c, rev, jac)
-        if self.force_tuple_output and isinstance(z, torch.Tensor):
-            z = (z,)
-        return z, log_det
+    def _random_seed(self) -> int:
+        return int(torch.randint(0, 2**31 - 1, ()))

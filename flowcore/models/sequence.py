@@ -3,11 +3,11 @@ r"""SequenceINN: transforms applied one after another (FrEIA ``SequenceINN``, gy
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ShapeError
-from ..spec import Array, Child, Namespace, Shape, Signature, Transform
+from ..spec import Array, Child, Context, Shape, Signature, Transform
 
 
 class SequenceINN(Transform):
@@ -101,42 +101,27 @@ class SequenceINN(Transform):
         return out
 
     def _run(
-        self,
-        subnets: Mapping[str, Any],
-        xs: Sequence[Array],
-        cs: Sequence[Array],
-        rev: bool,
-        jac: bool,
+        self, ctx: Context, xs: Sequence[Array], cs: Sequence[Array], rev: bool
     ) -> tuple[list[Array], Array]:
         order = range(len(self.transforms))
         log_det: Array = 0.0
         for i in reversed(order) if rev else order:
             idx = self.conditions[i]
-            xs, block_log_det = subnets[str(i)](xs, [] if idx is None else [cs[idx]], rev, jac)
+            xs, block_log_det = ctx.children[str(i)](
+                xs, [] if idx is None else [cs[idx]], rev, ctx.jac
+            )
             log_det = log_det + block_log_det
         return list(xs), log_det
 
     def forward(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        xs: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
+        self, ctx: Context, xs: Sequence[Array], cs: Sequence[Array]
     ) -> tuple[list[Array], Array]:
-        return self._run(subnets, xs, cs, rev=False, jac=jac)
+        return self._run(ctx, xs, cs, rev=False)
 
     def inverse(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        ys: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
+        self, ctx: Context, ys: Sequence[Array], cs: Sequence[Array]
     ) -> tuple[list[Array], Array]:
-        return self._run(subnets, ys, cs, rev=True, jac=jac)
+        return self._run(ctx, ys, cs, rev=True)
 
 
 class Inverse(Transform):
@@ -177,23 +162,11 @@ class Inverse(Transform):
         return (Child("inner", self.inner, sig.inputs, sig.conditions),)
 
     def forward(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        xs: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
+        self, ctx: Context, xs: Sequence[Array], cs: Sequence[Array]
     ) -> tuple[list[Array], Array]:
-        return subnets["inner"](xs, cs, True, jac)
+        return ctx.children["inner"](xs, cs, True, ctx.jac)
 
     def inverse(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        ys: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
+        self, ctx: Context, ys: Sequence[Array], cs: Sequence[Array]
     ) -> tuple[list[Array], Array]:
-        return subnets["inner"](ys, cs, False, jac)
+        return ctx.children["inner"](ys, cs, False, ctx.jac)

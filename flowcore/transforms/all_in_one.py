@@ -5,22 +5,25 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from .. import initializers as init
 from ..errors import ShapeError
+from ..options import NON_NEGATIVE, POSITIVE, OptionError
 from ..spec import (
     Array,
     Child,
+    Context,
     Namespace,
     NativeSubnet,
     ParamSpec,
     Shape,
     Signature,
+    SimpleTransform,
     Subnet,
-    Transform,
     sum_per_sample,
 )
+from . import pieces
 
 GlobalAffineType = Literal["SOFTPLUS", "SIGMOID", "EXP"]
 SoftClamp = Literal["scaled_tanh", "tanh"]
@@ -36,7 +39,7 @@ def _global_scale_start(kind: str, value: float) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class AllInOneBlock(Transform):
+class AllInOneBlock(SimpleTransform):
     r"""FrEIA's AllInOneBlock: coupling, global affine and permutation in one block.
 
     With the channels split as :math:`x = (x_1, x_2)`, :math:`x_1` the first
@@ -76,22 +79,22 @@ class AllInOneBlock(Transform):
     ``subnet`` is a portable :class:`~flowcore.Subnet` (``MLP`` for vectors, ``ConvNet``
     for images); ``subnet_constructor`` a backend-native ``f(c_in, c_out)`` as in FrEIA.
     Unlike FrEIA, Householder reflections also work with hard permutations.
+
+    References: Ardizzone et al., FrEIA (github.com/vislearn/FrEIA), ``AllInOneBlock``.
     """
 
     subnet: Subnet | None = None
     subnet_constructor: Callable[[int, int], Any] | None = None
-    affine_clamping: float = 2.0
+    affine_clamping: Annotated[float, POSITIVE] = 2.0
     gin_block: bool = False
-    global_affine_init: float = 1.0
+    global_affine_init: Annotated[float, POSITIVE] = 1.0
     global_affine_type: GlobalAffineType = "SOFTPLUS"
     permute_soft: bool = False
-    learned_householder_permutation: int = 0
+    learned_householder_permutation: Annotated[int, NON_NEGATIVE] = 0
     reverse_permutation: bool = False
     soft_clamp: SoftClamp = "scaled_tanh"
 
     def __post_init__(self) -> None:
-        if (self.subnet is None) == (self.subnet_constructor is None):
-            raise ValueError("AllInOneBlock: give exactly one of subnet= or subnet_constructor=")
         if self.subnet is not None and not isinstance(self.subnet, Subnet):
             raise TypeError(
                 "AllInOneBlock: subnet= takes a portable flowcore.Subnet such as flowcore.MLP; "
@@ -100,51 +103,26 @@ class AllInOneBlock(Transform):
             )
         if self.subnet_constructor is not None and not callable(self.subnet_constructor):
             raise TypeError("AllInOneBlock: subnet_constructor must be callable f(c_in, c_out)")
-        if self.global_affine_type not in ("SOFTPLUS", "SIGMOID", "EXP"):
-            raise ValueError(
-                f"AllInOneBlock: global_affine_type must be SOFTPLUS, SIGMOID or EXP, "
-                f"got {self.global_affine_type!r}"
-            )
+        super().__post_init__()
+        if (self.subnet is None) == (self.subnet_constructor is None):
+            raise OptionError("AllInOneBlock: give exactly one of subnet= or subnet_constructor=")
         upper = 10.0 if self.global_affine_type == "SIGMOID" else math.inf
-        if not 0.0 < self.global_affine_init < upper:
-            raise ValueError(
-                f"AllInOneBlock: global_affine_init must lie in (0, {upper}) for "
+        if not self.global_affine_init < upper:
+            raise OptionError(
+                f"AllInOneBlock: option global_affine_init must lie in (0, {upper}) for "
                 f"{self.global_affine_type}, got {self.global_affine_init}"
             )
-        if self.soft_clamp not in ("scaled_tanh", "tanh"):
-            raise ValueError(
-                "AllInOneBlock: soft_clamp must be 'scaled_tanh' or 'tanh', "
-                f"got {self.soft_clamp!r}"
-            )
-        if self.affine_clamping <= 0:
-            raise ValueError(
-                f"AllInOneBlock: affine_clamping must be > 0, got {self.affine_clamping}"
-            )
-        if self.learned_householder_permutation < 0:
-            raise ValueError("AllInOneBlock: learned_householder_permutation must be >= 0")
 
     # -- declarations -------------------------------------------------------------------
 
-    def output_shapes(
-        self, inputs: Sequence[Shape], conditions: Sequence[Shape]
-    ) -> tuple[Shape, ...]:
-        (shape,) = inputs
+    def output_shape(self, shape: Shape, conditions: Sequence[Shape]) -> Shape:
         if not 1 <= len(shape) <= 4 or shape[0] < 2:
             raise ShapeError(
                 f"AllInOneBlock: input must be (C,), (C, L), (C, H, W) or (C, D, H, W) with "
                 f"C >= 2, got {shape}"
             )
-        for i, c in enumerate(conditions):
-            if tuple(c[1:]) != tuple(shape[1:]) and len(c) != 1:
-                raise ShapeError(
-                    f"AllInOneBlock: condition {i} must be a vector (K,) or match the input's "
-                    f"spatial shape {shape[1:]}, got {c}"
-                )
-        return (tuple(shape),)
-
-    def _halves(self, sig: Signature) -> tuple[int, int]:
-        channels = sig.inputs[0][0]
-        return channels - channels // 2, channels // 2
+        pieces.condition_channels(shape, conditions, "AllInOneBlock")
+        return tuple(shape)
 
     def parameters(self, sig: Signature) -> Sequence[ParamSpec]:
         shape = sig.inputs[0]
@@ -161,13 +139,16 @@ class AllInOneBlock(Transform):
             if self.permute_soft
             else init.permutation_matrix(channels)
         )
+        square = (channels, channels)
         if k:
             params += [
-                ParamSpec("w_0", (channels, channels), base, trainable=False),
+                ParamSpec("w_0", square, base, trainable=False, constraint="orthogonal"),
                 ParamSpec("vk_householder", (k, channels), init.normal((k, channels), 0.2)),
             ]
         elif self.permute_soft:
-            params.append(ParamSpec("w_perm", (channels, channels), base, trainable=False))
+            params.append(
+                ParamSpec("w_perm", square, base, trainable=False, constraint="orthogonal")
+            )
         else:
             params.append(
                 ParamSpec(
@@ -176,13 +157,14 @@ class AllInOneBlock(Transform):
                     init.permutation(channels),
                     trainable=False,
                     kind="index",
+                    constraint="permutation",
                 )
             )
         return params
 
     def children(self, sig: Signature) -> Sequence[Child]:
         shape = sig.inputs[0]
-        len1, len2 = self._halves(sig)
+        channels = shape[0]
         cond_channels = sum(c[0] for c in sig.conditions)
         spec: Subnet | NativeSubnet
         if self.subnet is not None:
@@ -190,12 +172,13 @@ class AllInOneBlock(Transform):
         else:
             assert self.subnet_constructor is not None
             spec = NativeSubnet(self.subnet_constructor)
+        passive, active = channels - channels // 2, channels // 2
         return (
             Child(
                 "subnet",
                 spec,
-                ((len1 + cond_channels, *shape[1:]),),
-                outputs=((2 * len2, *shape[1:]),),
+                ((passive + cond_channels, *shape[1:]),),
+                outputs=((2 * active, *shape[1:]),),
             ),
         )
 
@@ -226,99 +209,56 @@ class AllInOneBlock(Transform):
         """y = P x (or P^{-1} x) on the channel axis."""
         if w is None:
             idx = params["w_perm"]
-            return xp.take(x, xp.argsort(idx) if inverse else idx, axis=1)
-        if inverse:
-            w = xp.permute_dims(w, (1, 0))
-        if x.ndim == 2:
-            return xp.matmul(x, xp.permute_dims(w, (1, 0)))
-        rest = tuple(x.shape[1:])
-        flat = xp.reshape(x, (-1, rest[0], math.prod(rest[1:])))
-        return xp.reshape(xp.matmul(w, flat), (-1, *rest))
+            return pieces.take_channels(xp, x, xp.argsort(idx) if inverse else idx)
+        return pieces.channel_matmul(xp, xp.permute_dims(w, (1, 0)) if inverse else w, x)
 
     def _coupling(
-        self,
-        xp: Namespace,
-        subnets: Mapping[str, Any],
-        x: Array,
-        cs: Sequence[Array],
-        inverse: bool,
-    ) -> tuple[Array, Array]:
-        len2 = x.shape[1] // 2
-        len1 = x.shape[1] - len2
-        x1, x2 = x[:, :len1], x[:, len1:]
-        a = 0.1 * subnets["subnet"](self._with_conditions(xp, x1, cs))
-        a_s, a_t = a[:, :len2], a[:, len2:]
-        alpha = self.affine_clamping
-        s = (
-            alpha * xp.tanh(a_s / alpha)
-            if self.soft_clamp == "scaled_tanh"
-            else alpha * xp.tanh(a_s)
-        )
+        self, ctx: Context, x: Array, cs: Sequence[Array], inverse: bool
+    ) -> tuple[Array, Array | None]:
+        xp = ctx.xp
+        active = x.shape[1] // 2
+        x1, x2 = pieces.split_channels(x, (x.shape[1] - active, active))
+        a = 0.1 * ctx.children["subnet"](pieces.with_conditions(xp, x1, cs))
+        a_s, a_t = pieces.split_channels(a, (active, active))
+        s = pieces.soft_clamp(xp, a_s, self.affine_clamping, self.soft_clamp)
         if self.gin_block:
             s = s - xp.mean(s, axis=tuple(range(1, s.ndim)), keepdims=True)
         y2 = (x2 - a_t) * xp.exp(-s) if inverse else x2 * xp.exp(s) + a_t
-        return xp.concat([x1, y2], axis=1), sum_per_sample(xp, s)
+        log_det = sum_per_sample(xp, s) if ctx.jac else None
+        return xp.concat([x1, y2], axis=1), log_det
 
-    @staticmethod
-    def _with_conditions(xp: Namespace, x1: Array, cs: Sequence[Array]) -> Array:
-        if not cs:
-            return x1
-        spatial = x1.ndim - 2
-        pixels = xp.zeros_like(x1[:, :1])  # broadcasts vector conditions over pixels
-        parts = [x1] + [
-            c[(...,) + (None,) * spatial] + pixels if c.ndim == 2 and spatial else c for c in cs
-        ]
-        return xp.concat(parts, axis=1)
+    def _global_affine(self, xp: Namespace, params: Mapping[str, Array]) -> Array | None:
+        """Psi(g), or None in GIN mode."""
+        return None if self.gin_block else self._psi(xp, params["global_scale"])
 
-    def _global_affine(
-        self, xp: Namespace, params: Mapping[str, Array]
-    ) -> tuple[Array | None, Array]:
-        """(Psi(g) or None in GIN mode, sum_c log Psi(g_c))."""
-        if self.gin_block:
-            return None, 0.0
-        scale = self._psi(xp, params["global_scale"])
-        return scale, xp.sum(xp.log(scale))
+    def _log_det(self, ctx: Context, coupling: Array | None, scale: Array | None, x: Array) -> Any:
+        if not ctx.jac:
+            return 0.0
+        if scale is None:
+            return coupling
+        return coupling + pieces.pixels(x) * ctx.xp.sum(ctx.xp.log(scale))
 
-    def forward(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        xs: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
-    ) -> tuple[list[Array], Array]:
-        x = xs[0]
+    def forward(self, ctx: Context, x: Array, cs: Sequence[Array]) -> tuple[Array, Array]:
+        xp, params = ctx.xp, ctx.params
         w = self._rotation(xp, params)
         if self.reverse_permutation:
             x = self._permute(xp, params, w, x, inverse=True)
-        u, log_det = self._coupling(xp, subnets, x, cs, inverse=False)
-        scale, log_scale = self._global_affine(xp, params)
+        u, coupling = self._coupling(ctx, x, cs, inverse=False)
+        scale = self._global_affine(xp, params)
         if scale is not None:
             u = u * scale
         y = self._permute(xp, params, w, u + params["global_offset"], inverse=False)
-        return [y], log_det + _pixels(x) * log_scale
+        return y, self._log_det(ctx, coupling, scale, x)
 
-    def inverse(
-        self,
-        xp: Namespace,
-        params: Mapping[str, Array],
-        subnets: Mapping[str, Any],
-        ys: Sequence[Array],
-        cs: Sequence[Array],
-        jac: bool,
-    ) -> tuple[list[Array], Array]:
-        y = ys[0]
+    def inverse(self, ctx: Context, y: Array, cs: Sequence[Array]) -> tuple[Array, Array]:
+        xp, params = ctx.xp, ctx.params
         w = self._rotation(xp, params)
         u = self._permute(xp, params, w, y, inverse=True) - params["global_offset"]
-        scale, log_scale = self._global_affine(xp, params)
+        scale = self._global_affine(xp, params)
         if scale is not None:
             u = u / scale
-        x, log_det = self._coupling(xp, subnets, u, cs, inverse=True)
+        x, coupling = self._coupling(ctx, u, cs, inverse=True)
         if self.reverse_permutation:
             x = self._permute(xp, params, w, x, inverse=False)
-        return [x], -log_det - _pixels(y) * log_scale
-
-
-def _pixels(x: Array) -> int:
-    return math.prod(int(d) for d in x.shape[2:])
+        log_det = self._log_det(ctx, coupling, scale, y)
+        return x, -log_det if ctx.jac else 0.0

@@ -1,0 +1,211 @@
+"""The neutral half of every backend's modules, written once.
+
+A backend's module class mixes in :class:`NodeModule` and supplies a few hooks of native
+glue (make a variable, hold a child, read and write values, draw random numbers); this class
+turns a bound :class:`~flowcore.tree.Node` into that module tree, runs it through
+:func:`flowcore.executor.run_node` and writes state updates back. :class:`ImperativeSequence`
+is FrEIA's ``SequenceINN(*dims).append(...)`` on top of it, for every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ShapeError
+from .executor import run_node
+from .models import SequenceBuilder
+from .spec import Array, Draw, Namespace, ParamSpec, Transform
+from .tree import Node, initial_params
+
+
+def as_list(
+    x: Any,
+    what: str,
+    is_array: Callable[[Any], bool],
+    convert: Callable[[Any], Any] | None = None,
+) -> list[Any]:
+    """Inputs or conditions as a list: an array, a list or tuple of arrays, or None; each
+    passed through ``convert`` when given."""
+    if x is None:
+        return []
+    items = list(x) if isinstance(x, (list, tuple)) else [x]
+    if not all(is_array(a) for a in items):
+        raise ShapeError(
+            f"expected an array or a list of arrays as {what}, got {type(x).__name__}"
+        )
+    return items if convert is None else [convert(a) for a in items]
+
+
+def outputs(x: Any, ys: Sequence[Array]) -> Any:
+    """One array if one array came in and one goes out, else a tuple (FrEIA's convention)."""
+    return ys[0] if not isinstance(x, (list, tuple)) and len(ys) == 1 else tuple(ys)
+
+
+class NodeModule:
+    """Mixin of a backend's module: a node's parameters and children, and its call.
+
+    Hooks a backend implements: :attr:`xp`, :meth:`_add_param`, :meth:`_add_child`,
+    :meth:`_child`, :meth:`_values`, :meth:`_write`, :meth:`_make_native`,
+    :meth:`_make_module`, :meth:`_is_array`, and :meth:`_draw` for transforms that draw random
+    numbers.
+    """
+
+    flowcore_tree: Node
+    xp: Namespace
+
+    # -- hooks --------------------------------------------------------------------------
+    def _add_param(self, p: ParamSpec, value: np.ndarray | None) -> None:
+        """Create the native variable of ``p`` holding ``value`` (zeros when None)."""
+        raise NotImplementedError
+
+    def _add_child(self, name: str, module: Any) -> None:
+        raise NotImplementedError
+
+    def _child(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def _values(self) -> Mapping[str, Array]:
+        """The node's own parameters as arrays, by local name."""
+        raise NotImplementedError
+
+    def _write(self, name: str, value: Array) -> None:
+        """Write a state update into the variable ``name`` (no gradient flows)."""
+        raise NotImplementedError
+
+    def _make_native(self, node: Node) -> Any:
+        raise NotImplementedError
+
+    def _make_module(self, node: Node, params: Mapping[str, np.ndarray] | None) -> Any:
+        """A module of this backend for a child transform or portable subnet."""
+        raise NotImplementedError
+
+    def _is_array(self, x: Any) -> bool:
+        raise NotImplementedError
+
+    def _draw(self) -> Draw | None:
+        return None
+
+    def _convert(self, x: Any) -> Any:
+        """An input array as the backend computes with it (default: as it is)."""
+        return x
+
+    # -- neutral ------------------------------------------------------------------------
+    def _populate(
+        self,
+        tree: Node,
+        params: Mapping[str, np.ndarray] | None,
+        given: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Create the node's variables (from ``params``, canonical full names) and children
+        (``given`` ones reused)."""
+        self.flowcore_tree = tree
+        for p in tree.params:
+            self._add_param(p, None if params is None else params[tree.full_name(p.name)])
+        for name, child in tree.children.items():
+            if given is not None and name in given:
+                module = given[name]
+            elif child.is_native:
+                module = self._make_native(child)
+            else:
+                module = self._make_module(child, params)
+            self._add_child(name, module)
+
+    def _callables(self) -> dict[str, Callable[..., Any]]:
+        # looked up per call (not cached) so that DataParallel replicas use their own children
+        children = self.flowcore_tree.children
+        out = {}
+        for name, node in children.items():
+            module = self._child(name)
+            out[name] = module.run if node.is_transform else module
+        return out
+
+    def run(
+        self, xs: Sequence[Array], cs: Sequence[Array], rev: bool = False, jac: bool = True
+    ) -> tuple[list[Array], Array]:
+        """Run the transform on lists of native arrays; state updates are written back."""
+        tree = self.flowcore_tree
+        draw = (
+            self._draw()
+            if isinstance(tree.spec, Transform) and tree.spec.uses_randomness
+            else None
+        )
+        ys, log_det, updates = run_node(
+            tree, self.xp, self._values(), self._callables(), xs, cs, rev, jac, draw
+        )
+        for name, value in updates.items():
+            self._write(name, value)
+        return ys, log_det
+
+    def apply_subnet(self, x: Array) -> Array:
+        """Run a portable subnet node: ``y = f(x)``."""
+        spec = self.flowcore_tree.spec
+        return spec.apply(self.xp, self._values(), self._callables(), x)  # type: ignore[union-attr]
+
+    def call_flow(self, x: Any, c: Any, rev: bool, jac: bool) -> tuple[Any, Array]:
+        """FrEIA's call: ``x`` an array or list, ``c`` an array, list or None."""
+        xs = as_list(x, "input", self._is_array, self._convert)
+        ys, log_det = self.run(
+            xs, as_list(c, "condition", self._is_array, self._convert), rev, jac
+        )
+        return outputs(x, ys), log_det
+
+
+class ImperativeSequence(NodeModule):
+    """FrEIA's ``SequenceINN(*dims)``: blocks appended one by one, sliced, iterated.
+
+    Hooks beyond :class:`NodeModule`'s: :meth:`_new_block` (a block module for a bound
+    node, on this sequence's device and dtype), :meth:`_wrap` (a module running a tree with
+    given children) and :meth:`_random_seed` (a seed from the framework's global generator).
+    """
+
+    _builder: SequenceBuilder
+    _seed: int | None
+    force_tuple_output: bool
+
+    def _new_block(self, node: Node, params: Mapping[str, np.ndarray], seed: int) -> Any:
+        raise NotImplementedError
+
+    def _wrap(self, tree: Node, children: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _random_seed(self) -> int:
+        raise NotImplementedError
+
+    def append(
+        self,
+        module_class: type[Transform] | Transform,
+        cond: int | None = None,
+        cond_shape: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Build ``module_class(**kwargs)`` (or take a spec) for the current output shape;
+        ``cond`` indexes the list of conditions given to the call. Initial parameters come
+        from the sequence's ``seed`` when given, else from the framework's global generator."""
+        seed = self._seed if self._seed is not None else self._random_seed()
+        module = self._builder.add(
+            module_class,
+            cond,
+            cond_shape,
+            kwargs,
+            lambda node: self._new_block(node, initial_params(node, seed), seed),
+        )
+        self._add_child(str(len(self) - 1), module)
+        self.flowcore_tree = self._builder.tree()
+
+    def __len__(self) -> int:
+        return len(self._builder.blocks)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self._child(str(i)) for i in range(len(self)))
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._builder.select(index, list(self), self._wrap)
+
+    def call_flow(self, x: Any, c: Any, rev: bool, jac: bool) -> tuple[Any, Array]:
+        z, log_det = super().call_flow(x, c, rev, jac)
+        if self.force_tuple_output and not isinstance(z, tuple):
+            z = (z,)
+        return z, log_det

@@ -1,0 +1,144 @@
+"""Running a bound tree: the one place that checks calls and collects state updates.
+
+:func:`run_node` runs one node with its own parameters and its children's callables; the
+per-module adapters (torch, Keras, Flax NNX) call it from every module. :func:`functional_call`
+runs a whole tree on a flat dict of canonical parameters: the NumPy reference and the JAX
+pure form. Both check the inputs' count, shapes and dtypes, the conditions, and that ``rev``
+and ``jac`` are bools, before any math runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ParameterError, ShapeError
+from .spec import Array, Context, Draw, Namespace, Subnet, Transform, batch_zeros
+from .tree import Node
+
+FLOAT_DTYPES = ("float32", "float64")
+#: ``(outputs, log_det, updates)``: updates map parameter names to their new values.
+Result = tuple[list[Array], Array, dict[str, Array]]
+
+
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` for a NumPy, torch, JAX, TensorFlow or Keras dtype."""
+    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+
+
+def check_flags(rev: Any, jac: Any) -> None:
+    """``rev`` and ``jac`` must be bools: ``rev="False"`` would otherwise run the inverse."""
+    for name, flag in (("rev", rev), ("jac", jac)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
+
+
+def _shape_text(shape: Sequence[Any]) -> str:
+    return "(batch, " + ", ".join(str(d) for d in shape) + ")" if shape else "(batch,)"
+
+
+def _check_arrays(
+    node: Node, what: str, arrays: Sequence[Array], shapes: Sequence[tuple[int, ...]]
+) -> None:
+    if len(arrays) != len(shapes):
+        raise ShapeError(f"{node.label}: expected {len(shapes)} {what}(s), got {len(arrays)}")
+    for i, (a, shape) in enumerate(zip(arrays, shapes, strict=True)):
+        got = tuple(a.shape)
+        if len(got) != len(shape) + 1 or tuple(got[1:]) != shape:
+            raise ShapeError(
+                f"{node.label}: {what} {i} should have shape {_shape_text(shape)}, got {got}"
+            )
+        dtype = dtype_name(a.dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise ShapeError(f"{node.label}: {what} {i} should be float32 or float64, got {dtype}")
+
+
+def run_node(
+    node: Node,
+    xp: Namespace,
+    params: Mapping[str, Array],
+    children: Mapping[str, Callable[..., Any]],
+    xs: Sequence[Array],
+    cs: Sequence[Array],
+    rev: bool,
+    jac: bool,
+    draw: Draw | None = None,
+) -> Result:
+    """Check the call, then run the node's transform one way or the other.
+
+    Returns the outputs, the log-det of shape ``(batch,)`` (zeros when ``jac`` is False) and
+    the node's own parameter updates by local name.
+    """
+    spec = node.spec
+    if not isinstance(spec, Transform):
+        raise TypeError(f"{node.label} is not a transform")
+    check_flags(rev, jac)
+    sig = node.signature
+    _check_arrays(node, "output" if rev else "input", xs, sig.outputs if rev else sig.inputs)
+    _check_arrays(node, "condition", cs, sig.conditions)
+    ctx = Context(xp, params, children, bool(jac), draw, node.label)
+    ys, log_det = spec.run(ctx, list(xs), list(cs), bool(rev))
+    if not jac:
+        log_det = batch_zeros(xp, ys[0])
+    elif getattr(log_det, "ndim", 0) == 0:  # a constant log-det still gets shape (batch,)
+        log_det = log_det + batch_zeros(xp, ys[0])
+    for name, value in ctx.updates.items():
+        declared = node.param(name).shape
+        if tuple(value.shape) != declared:
+            raise ParameterError(
+                f"{node.label}: update of {name!r} has shape {tuple(value.shape)}, "
+                f"declared {declared}"
+            )
+    return ys, log_det, ctx.updates
+
+
+def functional_call(
+    tree: Node,
+    xp: Namespace,
+    params: Mapping[str, Array],
+    xs: Sequence[Array],
+    cs: Sequence[Array] = (),
+    rev: bool = False,
+    jac: bool = True,
+    native: Mapping[str, Callable[..., Any]] | None = None,
+    draw: Draw | None = None,
+) -> Result:
+    """Run a tree on a flat dict of canonical parameters: the pure functional form.
+
+    ``native`` maps the paths of native-subnet nodes to the callables that run them. Returns
+    the outputs, the log-det and every node's updates by full canonical name; a parameter
+    updated by one node is seen with its new value by nodes run after it.
+    """
+    native = native or {}
+    values = dict(params)
+    updates: dict[str, Array] = {}
+
+    def local(node: Node) -> dict[str, Array]:
+        return {p.name: values[node.full_name(p.name)] for p in node.params}
+
+    def callables(node: Node) -> dict[str, Callable[..., Any]]:
+        return {name: bind(child) for name, child in node.children.items()}
+
+    def run(node: Node, xs_: Sequence[Array], cs_: Sequence[Array], rev_: bool, jac_: bool) -> Any:
+        ys, log_det, own = run_node(
+            node, xp, local(node), callables(node), xs_, cs_, rev_, jac_, draw
+        )
+        for name, value in own.items():
+            values[node.full_name(name)] = updates[node.full_name(name)] = value
+        return ys, log_det
+
+    def bind(node: Node) -> Callable[..., Any]:
+        if node.is_native:
+            if node.path not in native:
+                raise ShapeError(f"{node.label}: a native subnet needs its backend to run it")
+            return native[node.path]
+        if node.is_transform:
+            return lambda xs_, cs_=(), rev_=False, jac_=True: run(node, xs_, cs_, rev_, jac_)
+        spec = node.spec
+        assert isinstance(spec, Subnet)
+        return lambda x: spec.apply(xp, local(node), callables(node), x)
+
+    ys, log_det = run(tree, xs, cs, rev, jac)
+    return ys, log_det, updates
