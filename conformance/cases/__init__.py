@@ -1,0 +1,96 @@
+"""The conformance cases: a registry of name -> :class:`Case`, one module per family.
+
+A case is a spec factory with the shapes to bind it to. Its parameters are the seed's initial
+ones perturbed (every trainable float parameter gets Gaussian noise), and its subnets keep a
+non-zero last layer, so that no check passes because a block is the identity. A family's
+transforms contribute their cases in ``cases/<family>.py`` (imported at the end of this
+module) or with :func:`register` from a third party's own package; ``tests/
+test_conformance_suite.py`` fails when a public transform has no case.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Callable
+
+import numpy as np
+
+import flowcore as fc
+from flowcore.spec import Shape, Transform
+from flowcore.subnets import Activation
+from flowcore.tree import Node, build_tree, initial_params
+
+#: Standard deviation of the noise added to every trainable float parameter.
+PERTURBATION = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A spec factory bound to input and condition shapes (batch axis excluded)."""
+
+    name: str
+    make: Callable[[], Transform]
+    inputs: tuple[Shape, ...]
+    conditions: tuple[Shape, ...] = ()
+    batch: int = 3
+    seed: int = 0
+    #: Adjusts the perturbed parameters, e.g. to mark a data-initialised layer initialised.
+    prepare: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+
+    def tree(self) -> Node:
+        return build_tree(self.make(), self.inputs, self.conditions)
+
+    def params(self, tree: Node) -> dict[str, np.ndarray]:
+        """The seed's initial parameters with every trainable float one perturbed."""
+        params = initial_params(tree, self.seed)
+        rng = np.random.default_rng([self.seed, 1])
+        for name, spec in tree.param_specs().items():
+            if spec.trainable:
+                params[name] = params[name] + PERTURBATION * rng.standard_normal(spec.shape)
+        return self.prepare(params) if self.prepare is not None else params
+
+    def data(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Float64 inputs and conditions, standard normal, with the batch axis."""
+        rng = np.random.default_rng([self.seed, 2])
+        xs = [rng.standard_normal((self.batch, *s)) for s in self.inputs]
+        cs = [rng.standard_normal((self.batch, *s)) for s in self.conditions]
+        return xs, cs
+
+
+CASES: dict[str, Case] = {}
+
+
+def register(case: Case) -> Case:
+    """Add a case to the registry (names are unique)."""
+    if case.name in CASES:
+        raise ValueError(f"conformance case {case.name!r} is registered twice")
+    CASES[case.name] = case
+    return case
+
+
+def select(pattern: str | None = None) -> list[Case]:
+    """Registered cases whose name contains ``pattern`` (a substring, or a glob with ``*``)."""
+    if not pattern:
+        return list(CASES.values())
+    glob = pattern if "*" in pattern else f"*{pattern}*"
+    return [c for c in CASES.values() if fnmatch.fnmatchcase(c.name, glob)]
+
+
+def transforms_in(case: Case) -> set[type[Transform]]:
+    """The transform classes a case's tree is made of."""
+    return {type(n.spec) for n in case.tree().walk() if isinstance(n.spec, Transform)}
+
+
+def mlp(activation: Activation = "relu", hidden: tuple[int, ...] = (8,)) -> fc.MLP:
+    """A small MLP subnet whose last layer is not zero."""
+    return fc.MLP(hidden=hidden, activation=activation, zero_init_last=False)
+
+
+def conv(activation: Activation = "relu", hidden: tuple[int, ...] = (6,)) -> fc.ConvNet:
+    """A small ConvNet subnet whose last layer is not zero."""
+    return fc.ConvNet(hidden=hidden, activation=activation, zero_init_last=False)
+
+
+# the families register their cases on import
+from . import all_in_one, couplings, models, normalization, permutations  # noqa: E402, F401

@@ -1,0 +1,3 @@
+"""Conformance cases of flowcore.transforms.couplings."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Conformance cases of flowcore.transforms.normalization."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Conformance cases of flowcore.transforms.permutations."""
+
+from __future__ import annotations

@@ -1,0 +1,5 @@
+"""Normalisation: ActNorm with data-dependent initialisation."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

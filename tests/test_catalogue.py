@@ -1,0 +1,24 @@
+"""The catalogue's bookkeeping: every public transform has conformance cases."""
+
+from __future__ import annotations
+
+from flowcore.conformance import cases
+
+import flowcore as fc
+
+BASES = {fc.Transform, fc.SimpleTransform}
+
+
+def public_transforms() -> set[type]:
+    names = (getattr(fc, n) for n in fc.__all__)
+    return {t for t in names if isinstance(t, type) and issubclass(t, fc.Transform)} - BASES
+
+
+def test_every_public_transform_has_a_conformance_case():
+    covered = set().union(*(cases.transforms_in(c) for c in cases.CASES.values()))
+    missing = sorted(t.__name__ for t in public_transforms() - covered)
+    assert not missing, f"public transforms without a conformance case: {missing}"
+
+
+def test_the_catalogue_lists_several_transforms():
+    assert {fc.AllInOneBlock, fc.SequenceINN, fc.Inverse} <= public_transforms()
