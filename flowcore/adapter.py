@@ -48,13 +48,15 @@ class NodeModule:
     """Mixin of a backend's module: a node's parameters and children, and its call.
 
     Hooks a backend implements: :attr:`xp`, :meth:`_add_param`, :meth:`_add_child`,
-    :meth:`_child`, :meth:`_values`, :meth:`_write`, :meth:`_make_native`,
+    :meth:`_children`, :meth:`_values`, :meth:`_write`, :meth:`_make_native`,
     :meth:`_make_module`, :meth:`_is_array`, and :meth:`_draw` for transforms that draw random
     numbers.
     """
 
     flowcore_tree: Node
     xp: Namespace
+    _draws: bool
+    _kinds: tuple[tuple[str, bool], ...]
 
     # -- hooks --------------------------------------------------------------------------
     def _add_param(self, p: ParamSpec, value: np.ndarray | None) -> None:
@@ -65,6 +67,10 @@ class NodeModule:
         raise NotImplementedError
 
     def _child(self, name: str) -> Any:
+        return self._children()[name]
+
+    def _children(self) -> Mapping[str, Any]:
+        """The child modules by name (read per call: DataParallel replicas have their own)."""
         raise NotImplementedError
 
     def _values(self) -> Mapping[str, Array]:
@@ -101,7 +107,7 @@ class NodeModule:
     ) -> None:
         """Create the node's variables (from ``params``, canonical full names) and children
         (``given`` ones reused)."""
-        self.flowcore_tree = tree
+        self._bind(tree)
         for p in tree.params:
             self._add_param(p, None if params is None else params[tree.full_name(p.name)])
         for name, child in tree.children.items():
@@ -113,14 +119,16 @@ class NodeModule:
                 module = self._make_module(child, params)
             self._add_child(name, module)
 
+    def _bind(self, tree: Node) -> None:
+        """Run ``tree`` from now on; what a call needs to know of it is decided here once."""
+        self.flowcore_tree = tree
+        self._draws = isinstance(tree.spec, Transform) and tree.spec.uses_randomness
+        self._kinds = tuple((name, child.is_transform) for name, child in tree.children.items())
+
     def _callables(self) -> dict[str, Callable[..., Any]]:
         # looked up per call (not cached) so that DataParallel replicas use their own children
-        children = self.flowcore_tree.children
-        out = {}
-        for name, node in children.items():
-            module = self._child(name)
-            out[name] = module.run if node.is_transform else module
-        return out
+        modules = self._children()
+        return {name: modules[name].run if run else modules[name] for name, run in self._kinds}
 
     def run(
         self, xs: Sequence[Array], cs: Sequence[Array], rev: bool = False, jac: bool = True
@@ -193,7 +201,7 @@ class ImperativeSequence(NodeModule):
             lambda node: self._new_block(node, initial_params(node, seed), seed),
         )
         self._add_child(str(len(self) - 1), module)
-        self.flowcore_tree = self._builder.tree()
+        self._bind(self._builder.tree())
 
     def __len__(self) -> int:
         return len(self._builder.blocks)

@@ -74,7 +74,8 @@ def run_node(
     spec = node.spec
     if not isinstance(spec, Transform):
         raise TypeError(f"{node.label} is not a transform")
-    check_flags(rev, jac)
+    if type(rev) is not bool or type(jac) is not bool:
+        check_flags(rev, jac)
     sig = node.signature
     _check_arrays(node, "output" if rev else "input", xs, sig.outputs if rev else sig.inputs)
     _check_arrays(node, "condition", cs, sig.conditions)

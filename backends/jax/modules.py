@@ -84,8 +84,8 @@ class _JaxNode(NodeModule, nnx.Module):
     def _add_child(self, name: str, module: Any) -> None:
         setattr(self, name, module)
 
-    def _child(self, name: str) -> Any:
-        return getattr(self, name)
+    def _children(self) -> Mapping[str, Any]:
+        return {name: getattr(self, name) for name, _ in self._kinds}
 
     def _values(self) -> dict[str, jax.Array]:
         return {p.name: getattr(self, p.name)[...] for p in self.flowcore_tree.params}

@@ -100,8 +100,8 @@ class _KerasNode(NodeModule, keras.layers.Layer):
     def _add_child(self, name: str, module: Any) -> None:
         self.sublayers[name] = module
 
-    def _child(self, name: str) -> Any:
-        return self.sublayers[name]
+    def _children(self) -> Mapping[str, Any]:
+        return self.sublayers
 
     def _values(self) -> dict[str, Array]:
         return {name: v.value for name, v in self.flow_weights.items()}

@@ -1,8 +1,11 @@
 """The namespace specs compute with under Keras 3: an Array-API-shaped shim over ``keras.ops``.
 
-It runs on every Keras backend (TensorFlow, JAX, torch), eagerly and traced (the batch axis
-may be unknown). Its dtypes are the backend's own dtype objects, so ``x.dtype == xp.float32``
-holds as in the Array API; ``keras.ops`` takes those and dtype names alike.
+It covers the Array API standard generically (every function keras.ops can express, by
+name, by a renaming table or by a small adapter for the standard's keywords), not only the
+names flowcore uses today, and runs on every Keras backend (TensorFlow, JAX, torch), eagerly
+and traced (the batch axis may be unknown). Its dtypes are the backend's own dtype objects,
+so ``x.dtype == xp.float32`` holds as in the Array API; ``keras.ops`` takes those and dtype
+names alike.
 
 Keras 3.15 computes ``atan``, ``logaddexp``, ``matmul``, ``mean`` and ``tanh`` in float32
 when given float64 on every backend but TensorFlow (its ``result_type`` demotes 64-bit types:
@@ -77,15 +80,6 @@ def take(x: Array, indices: Array, axis: int | None = None) -> Array:
     return ops.take(x, indices, axis=axis)
 
 
-def zeros(shape: Any, dtype: Any = None, device: Any = None) -> Array:
-    # cast, since Keras' zeros on JAX demotes a float64 dtype (casting zeros is exact)
-    return ops.zeros(shape) if dtype is None else ops.cast(ops.zeros(shape), dtype)
-
-
-def zeros_like(x: Array, dtype: Any = None, device: Any = None) -> Array:
-    return ops.zeros_like(x, dtype=dtype)
-
-
 def linear(x: Array, w: Array, b: Array) -> Array:
     """``x @ w.T + b`` with ``w`` of shape (out, in)."""
     return matmul(x, ops.transpose(w)) + b
@@ -109,29 +103,105 @@ def leaky_relu(x: Array, slope: float = 0.01) -> Array:
     return ops.where(x > 0, x, slope * x)
 
 
+#: Array API functions keras.ops has under the same name and the same positional order.
+_SAME_NAME = (
+    "abs", "add", "all", "any", "argmax", "argmin", "bitwise_and", "bitwise_invert",
+    "bitwise_left_shift", "bitwise_or", "bitwise_right_shift", "bitwise_xor", "broadcast_to",
+    "ceil", "clip", "conj", "cos", "cosh", "count_nonzero", "diff", "divide", "equal", "exp",
+    "expand_dims", "expm1", "flip", "floor", "floor_divide", "greater", "greater_equal",
+    "hypot", "imag", "isfinite", "isin", "isinf", "isnan", "less", "less_equal", "log", "log10",
+    "log1p", "log2", "logical_and", "logical_not", "logical_or", "logical_xor", "max",
+    "maximum", "meshgrid", "min", "minimum", "moveaxis", "multiply", "negative", "nextafter",
+    "not_equal", "real", "reciprocal", "repeat", "reshape", "roll", "round", "searchsorted",
+    "sign", "signbit", "sin", "sinh", "sqrt", "square", "squeeze", "stack", "subtract",
+    "take_along_axis", "tan", "tensordot", "tile", "tril", "triu", "trunc", "unstack", "where",
+)  # fmt: skip
+#: Array API names keras.ops spells differently.
+_RENAMED = {
+    "acos": "arccos", "acosh": "arccosh", "asin": "arcsin", "asinh": "arcsinh",
+    "atan2": "arctan2", "atanh": "arctanh", "permute_dims": "transpose", "pow": "power",
+    "remainder": "mod", "cumulative_sum": "cumsum", "cumulative_prod": "cumprod",
+}  # fmt: skip
+
+
+def _creation(name: str) -> Any:
+    """A creation function taking the Array API's ``dtype=`` and ``device=`` keywords; a
+    64-bit dtype is applied by a cast, since keras.ops on JAX demotes it (exact for
+    these values)."""
+    op = getattr(ops, name)
+
+    def create(*args: Any, dtype: Any = None, device: Any = None, **kwargs: Any) -> Array:
+        out = op(*args, **kwargs)
+        return out if dtype is None else ops.cast(out, dtype)
+
+    create.__name__ = name
+    return create
+
+
+def sort(x: Array, axis: int = -1, descending: bool = False, stable: bool = True) -> Array:
+    return -ops.sort(-x, axis=axis) if descending else ops.sort(x, axis=axis)
+
+
+def prod(x: Array, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Array:
+    return ops.prod(x if dtype is None else ops.cast(x, dtype), axis=axis, keepdims=keepdims)
+
+
+def std(x: Array, axis: Any = None, correction: float = 0.0, keepdims: bool = False) -> Array:
+    return ops.sqrt(var(x, axis=axis, correction=correction, keepdims=keepdims))
+
+
+def var(x: Array, axis: Any = None, correction: float = 0.0, keepdims: bool = False) -> Array:
+    centred = x - mean(x, axis=axis, keepdims=True)
+    count = ops.size(x) if axis is None else _count(x, axis)
+    return sum_(centred * centred, axis=axis, keepdims=keepdims) / (count - correction)
+
+
+def _count(x: Array, axis: Any) -> int:
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    n = 1
+    for a in axes:
+        n *= int(x.shape[a])
+    return n
+
+
+def matrix_transpose(x: Array) -> Array:
+    return ops.swapaxes(x, -1, -2)
+
+
+def vecdot(x1: Array, x2: Array, axis: int = -1) -> Array:
+    return sum_(x1 * x2, axis=axis)
+
+
 _KERAS = types.SimpleNamespace(
-    abs=ops.abs,
+    **{name: getattr(ops, name) for name in _SAME_NAME},
+    **{name: getattr(ops, keras_name) for name, keras_name in _RENAMED.items()},
+    **{
+        name: _creation(name)
+        for name in ("zeros", "ones", "empty", "full", "arange", "eye", "linspace")
+    },
+    **{name: _creation(name) for name in ("zeros_like", "ones_like", "empty_like", "full_like")},
     argsort=argsort,
     asarray=asarray,
     astype=astype,
     atan=atan,
-    broadcast_to=ops.broadcast_to,
     concat=concat,
-    exp=ops.exp,
-    float32=_dtype("float32"),
-    float64=_dtype("float64"),
-    int64=_dtype("int64"),
-    log=ops.log,
     logaddexp=logaddexp,
     matmul=matmul,
+    matrix_transpose=matrix_transpose,
     mean=mean,
-    permute_dims=ops.transpose,
-    reshape=ops.reshape,
+    positive=lambda x: x,
+    prod=prod,
+    sort=sort,
+    std=std,
     sum=sum_,
     take=take,
     tanh=tanh,
-    where=ops.where,
-    zeros=zeros,
-    zeros_like=zeros_like,
+    var=var,
+    vecdot=vecdot,
+    float32=_dtype("float32"),
+    float64=_dtype("float64"),
+    int32=_dtype("int32"),
+    int64=_dtype("int64"),
+    bool=_dtype("bool"),
 )
 XP = extend(_KERAS, linear=linear, conv2d=conv2d, relu=ops.relu, leaky_relu=leaky_relu)

@@ -56,8 +56,8 @@ class _TorchNode(NodeModule, nn.Module):
     def _add_child(self, name: str, module: Any) -> None:
         self.add_module(name, module)
 
-    def _child(self, name: str) -> Any:
-        return self._modules[name]
+    def _children(self) -> Mapping[str, Any]:
+        return self._modules
 
     def _values(self) -> dict[str, torch.Tensor]:
         # read nn.Module's registries directly: nn.Module.__getattr__ is slow per call
@@ -100,8 +100,7 @@ class _TorchNode(NodeModule, nn.Module):
 class SubnetModule(_TorchNode):
     """A portable subnetwork spec as a module: ``forward(x) -> y``."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.apply_subnet(x)
+    forward = NodeModule.apply_subnet
 
 
 class FlowModule(_TorchNode):

@@ -29,7 +29,7 @@ def split_channels(x: Array, sizes: Sequence[int]) -> list[Array]:
     """Split the channel axis into consecutive parts of the given sizes."""
     out, start = [], 0
     for size in sizes:
-        out.append(channels(x, start, start + size))
+        out.append(x[:, start : start + size, ...])
         start += size
     return out
 
