@@ -23,9 +23,22 @@ FLOAT_DTYPES = ("float32", "float64")
 Result = tuple[list[Array], Array, dict[str, Array]]
 
 
+_DTYPE_NAMES: dict[tuple[type, Any], str] = {}
+
+
 def dtype_name(dtype: Any) -> str:
-    """``"float32"`` for a NumPy, torch, JAX, TensorFlow or Keras dtype."""
-    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+    """``"float32"`` for a NumPy, torch, JAX, TensorFlow or Keras dtype (cached: it is
+    asked for every array of every call)."""
+    key = (type(dtype), dtype)  # dtypes of different libraries may compare equal
+    try:
+        return _DTYPE_NAMES[key]
+    except (KeyError, TypeError):  # unseen, or unhashable
+        name = str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+    try:
+        _DTYPE_NAMES[key] = name
+    except TypeError:
+        pass
+    return name
 
 
 def check_flags(rev: Any, jac: Any) -> None:

@@ -8,37 +8,85 @@ and the extras in :data:`EXTRAS`, which the standard lacks:
   ``padding`` zeros on each side of H and W;
 - ``relu(x)``, ``leaky_relu(x, slope)``.
 
-Each backend builds its namespace with :func:`extend`. A third-party backend implements the
-same list; ``tests/test_namespace.py`` checks the built-in ones.
+Each backend builds its namespace with :func:`extend`, giving ``conv2d`` (which the standard
+cannot express efficiently) and, where it has faster ones, any other extra; the rest default
+to the Array API implementations in :data:`DEFAULT_EXTRAS`, written with the names in
+:data:`ARRAY_API_USED` only, so that every namespace that has those has them. A third-party
+backend does the same; ``tests/test_namespace.py`` checks the built-in ones, and
+``tests/test_strict.py`` runs every conformance case under :func:`strict_namespace`
+(``array-api-strict``, a test-time dependency), which proves the math uses the standard alone.
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 ARRAY_API_USED: tuple[str, ...] = (
     "abs", "argsort", "asarray", "astype", "atan", "broadcast_to", "concat", "exp", "float32",
-    "float64", "int64", "log", "logaddexp", "matmul", "mean", "permute_dims", "reshape",
-    "sum", "take", "tanh", "where", "zeros", "zeros_like",
+    "float64", "int64", "log", "logaddexp", "matmul", "mean", "ones_like", "permute_dims",
+    "reshape", "sum", "take", "tanh", "tril", "triu", "where", "zeros", "zeros_like",
 )  # fmt: skip
 EXTRAS: tuple[str, ...] = ("linear", "conv2d", "relu", "leaky_relu")
+#: The extras each namespace must give :func:`extend`: the others have defaults.
+REQUIRED_EXTRAS: tuple[str, ...] = ("conv2d",)
+
+
+def _default_linear(xp: Any) -> Callable[..., Any]:
+    def linear(x: Any, w: Any, b: Any) -> Any:
+        """``x @ w.T + b`` with ``w`` of shape (out, in)."""
+        return xp.matmul(x, xp.permute_dims(w, (1, 0))) + b
+
+    return linear
+
+
+def _default_relu(xp: Any) -> Callable[..., Any]:
+    def relu(x: Any) -> Any:
+        """``x`` where positive, else 0."""
+        return xp.where(x > 0, x, xp.zeros_like(x))
+
+    return relu
+
+
+def _default_leaky_relu(xp: Any) -> Callable[..., Any]:
+    def leaky_relu(x: Any, slope: float = 0.01) -> Any:
+        """``x`` where positive, else ``slope * x``."""
+        return xp.where(x > 0, x, slope * x)
+
+    return leaky_relu
+
+
+#: Extra name -> ``make(xp)``, its Array API implementation on namespace ``xp``.
+DEFAULT_EXTRAS: dict[str, Callable[[Any], Callable[..., Any]]] = {
+    "linear": _default_linear,
+    "relu": _default_relu,
+    "leaky_relu": _default_leaky_relu,
+}
 
 
 def extend(xp: Any, **extras: Callable[..., Any]) -> types.SimpleNamespace:
-    """A namespace with every public name of ``xp`` and the given extras.
+    """A namespace with every public name of ``xp``, the given extras, and the defaults of
+    the others.
 
-    A flat namespace object (not a wrapper with ``__getattr__``) keeps attribute lookups as
-    cheap as on the module itself.
+    ``conv2d`` must be given (:data:`REQUIRED_EXTRAS`); ``linear``, ``relu`` and
+    ``leaky_relu`` may be, to override their defaults (:data:`DEFAULT_EXTRAS`). Keyword
+    arguments that are not extras override names of ``xp`` (JAX's ``matmul`` at full
+    precision, say); the defaults compute with the resulting namespace, so they see those
+    overrides. A flat namespace object (not a wrapper with ``__getattr__``) keeps attribute
+    lookups as cheap as on the module itself.
     """
-    missing = [name for name in EXTRAS if name not in extras]
+    missing = [name for name in REQUIRED_EXTRAS if name not in extras]
     if missing:
         raise TypeError(f"namespace extras missing: {missing}")
     names = {k: v for k, v in vars(xp).items() if not k.startswith("_")}
-    return types.SimpleNamespace(**{**names, **extras})
+    namespace = types.SimpleNamespace(**{**names, **extras})
+    for name, make in DEFAULT_EXTRAS.items():
+        if name not in extras:
+            setattr(namespace, name, make(namespace))
+    return namespace
 
 
 def _numpy_conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, padding: int) -> np.ndarray:
@@ -52,13 +100,64 @@ def _numpy_conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, padding: int) -> 
 
 
 def numpy_namespace() -> types.SimpleNamespace:
-    """The NumPy namespace the float64 reference executor computes with."""
+    """The NumPy namespace the float64 reference executor computes with.
+
+    Only ``conv2d`` is NumPy's own; the other extras are the Array API defaults.
+    """
     import array_api_compat.numpy as xp
 
-    return extend(
-        xp,
-        linear=lambda x, w, b: x @ w.T + b,
-        conv2d=_numpy_conv2d,
-        relu=lambda x: np.maximum(x, 0),
-        leaky_relu=lambda x, slope: np.where(x > 0, x, slope * x),
-    )
+    return extend(xp, conv2d=_numpy_conv2d)
+
+
+def array_api_conv2d(xp: Any) -> Callable[..., Any]:
+    """``conv2d`` written with Array API functions only (``concat``, ``stack``,
+    ``tensordot``, slicing): slow, for namespaces without a convolution of their own."""
+
+    def zeros_like_axis(x: Any, axis: int, size: int) -> Any:
+        shape = list(x.shape)
+        shape[axis] = size
+        return xp.zeros(tuple(shape), dtype=x.dtype, device=x.device)
+
+    def pad(x: Any, padding: int) -> Any:
+        for axis in (2, 3):
+            side = zeros_like_axis(x, axis, padding)
+            x = xp.concat([side, x, side], axis=axis)
+        return x
+
+    def conv2d(x: Any, w: Any, b: Any, padding: int) -> Any:
+        if padding:
+            x = pad(x, padding)
+        out_c, in_c, kh, kw = (int(d) for d in w.shape)
+        height, width = int(x.shape[2]) - kh + 1, int(x.shape[3]) - kw + 1
+        # patches[b, c, u*kw + v, i, j] = x~[b, c, i + u, j + v]
+        patches = xp.stack(
+            [x[:, :, u : u + height, v : v + width] for u in range(kh) for v in range(kw)],
+            axis=2,
+        )
+        kernel = xp.reshape(w, (out_c, in_c, kh * kw))
+        y = xp.tensordot(patches, kernel, axes=([1, 2], [1, 2]))  # (B, H', W', O)
+        return xp.permute_dims(y, (0, 3, 1, 2)) + b[None, :, None, None]
+
+    return conv2d
+
+
+def restrict(xp: Any, names: Sequence[str] | None = None) -> types.SimpleNamespace:
+    """A namespace with only ``names`` of ``xp`` (default: :data:`ARRAY_API_USED` and
+    :data:`EXTRAS`): a spec that uses anything else fails with an AttributeError naming it."""
+    names = (*ARRAY_API_USED, *EXTRAS) if names is None else names
+    return types.SimpleNamespace(**{name: getattr(xp, name) for name in names})
+
+
+def strict_namespace(only_used: bool = True) -> types.SimpleNamespace:
+    """The namespace of ``array-api-strict`` (a test-time dependency, imported here): the
+    standard and nothing else, so math that runs on it uses the Array API alone.
+
+    Its ``conv2d`` is :func:`array_api_conv2d`, the other extras the defaults. With
+    ``only_used`` the namespace has only the names specs may use (:data:`ARRAY_API_USED`
+    and :data:`EXTRAS`). ``array_api_strict.ArrayAPIStrictFlags`` selects the standard's
+    version checked (the tests use 2023.12 with no extensions and no data-dependent shapes).
+    """
+    import array_api_strict
+
+    xp = extend(array_api_strict, conv2d=array_api_conv2d(array_api_strict))
+    return restrict(xp) if only_used else xp

@@ -26,6 +26,7 @@ whose input and output shapes its parent chooses.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -259,7 +260,12 @@ class Transform(Spec):
             from .errors import ShapeError
 
             raise ShapeError(f"{self.label}: expected {self.n_inputs} input(s), got {len(ins)}")
-        return Signature(ins, tuple(self.output_shapes(ins, conds)), conds)
+        try:
+            return _signature(self, ins, conds)
+        except TypeError as err:  # a spec with an unhashable option: nothing to cache by
+            if "unhashable" not in str(err):
+                raise
+            return Signature(ins, tuple(self.output_shapes(ins, conds)), conds)
 
     def run(
         self, ctx: Context, xs: list[Array], cs: list[Array], rev: bool
@@ -300,6 +306,14 @@ class SimpleTransform(Transform):
     ) -> tuple[list[Array], Array]:
         y, log_det = (self.inverse if rev else self.forward)(ctx, xs[0], cs)
         return [y], log_det
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature(spec: Transform, ins: tuple[Shape, ...], conds: tuple[Shape, ...]) -> Signature:
+    """Shape inference once per (spec, shapes): a sequence's blocks are bound when the
+    sequence infers its output shapes, when it lists its children and when each child is
+    bound; specs are frozen values, so the answer cannot change."""
+    return Signature(ins, tuple(spec.output_shapes(ins, conds)), conds)
 
 
 def batch_zeros(xp: Namespace, x: Array) -> Array:

@@ -220,11 +220,14 @@ def _namespace_calls(rng, dtype):
         "logaddexp": lambda xp, t: xp.logaddexp(t(a), t(b)),
         "matmul": lambda xp, t: xp.matmul(t(sq), xp.reshape(t(img[:, :1, :4, :4]), (2, 4, 4))),
         "mean": lambda xp, t: xp.mean(t(img), axis=(1, 3), keepdims=True),
+        "ones_like": lambda xp, t: xp.ones_like(t(a)),
         "permute_dims": lambda xp, t: xp.permute_dims(t(img), (0, 2, 3, 1)),
         "reshape": lambda xp, t: xp.reshape(t(img), (-1, 3, 25)),
         "sum": lambda xp, t: xp.sum(t(img), axis=(1, 2, 3)),
         "take": lambda xp, t: xp.take(t(a), t(idx), axis=1),
         "tanh": lambda xp, t: xp.tanh(t(a)),
+        "tril": lambda xp, t: xp.tril(t(sq), k=-1),
+        "triu": lambda xp, t: xp.triu(t(sq), k=1),
         "where": lambda xp, t: xp.where(t(a) > 0, t(a), t(b)),
         "zeros": lambda xp, t: xp.zeros((2, 3), dtype=getattr(xp, dtype)),
         "zeros_like": lambda xp, t: xp.zeros_like(t(a)),
@@ -488,3 +491,34 @@ def test_backend_move_and_conversions(dtype):
     assert keras.backend.standardize_dtype(z.dtype) == dtype
     (z_ref,), ld_ref = fc.reference(moved)([x])
     np.testing.assert_allclose(b.to_numpy(z), z_ref, atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"], indirect=True)
+def test_namespace_covers_the_standard_beyond_what_flowcore_uses(dtype):
+    """The shim is the Array API over keras.ops, not a list of the names in use today."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 4)).astype(dtype)
+    calls = {
+        "sqrt": lambda xp, t: xp.sqrt(xp.abs(t(a))),
+        "expm1": lambda xp, t: xp.expm1(t(a)),
+        "log1p": lambda xp, t: xp.log1p(xp.abs(t(a))),
+        "sort": lambda xp, t: xp.sort(t(a), axis=1, descending=True),
+        "std": lambda xp, t: xp.std(t(a), axis=0, correction=1),
+        "var": lambda xp, t: xp.var(t(a), axis=(0, 1), keepdims=True),
+        "cumulative_sum": lambda xp, t: xp.cumulative_sum(t(a), axis=1),
+        "pow": lambda xp, t: xp.pow(xp.abs(t(a)), 1.5),
+        "acos": lambda xp, t: xp.acos(xp.tanh(t(a))),
+        "full": lambda xp, t: xp.full((2, 2), 0.5, dtype=getattr(xp, dtype)),
+        "ones": lambda xp, t: xp.ones((2,), dtype=getattr(xp, dtype)),
+        "vecdot": lambda xp, t: xp.vecdot(t(a), t(a)),
+        "matrix_transpose": lambda xp, t: xp.matrix_transpose(t(a)),
+        "prod": lambda xp, t: xp.prod(t(a), axis=1),
+    }
+    import array_api_compat.numpy as ref
+
+    for name, call in calls.items():
+        got = call(fk.namespace.XP, keras.ops.convert_to_tensor)
+        want = np.asarray(call(ref, np.asarray))
+        np.testing.assert_allclose(
+            numpy(got), want, rtol=TOL[dtype], atol=TOL[dtype], err_msg=name
+        )

@@ -1,11 +1,25 @@
-"""The NumPy namespace the reference computes with: every name specs use, and its extras."""
+"""The NumPy namespace the reference computes with: every name specs use, and its extras;
+:func:`extend` and the extras' Array API defaults."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
+import array_api_compat.numpy as np_compat
 import numpy as np
 import pytest
 
-from flowcore.namespace import ARRAY_API_USED, EXTRAS, extend, numpy_namespace
+from flowcore.namespace import (
+    ARRAY_API_USED,
+    DEFAULT_EXTRAS,
+    EXTRAS,
+    REQUIRED_EXTRAS,
+    extend,
+    numpy_namespace,
+    restrict,
+)
 
 
 def test_numpy_namespace_has_every_name_specs_use():
@@ -15,11 +29,70 @@ def test_numpy_namespace_has_every_name_specs_use():
     assert all(callable(getattr(xp, name)) for name in EXTRAS)
 
 
-def test_extend_refuses_a_namespace_without_the_extras():
-    with pytest.raises(
-        TypeError, match=r"namespace extras missing: \['conv2d', 'relu', 'leaky_relu'\]"
-    ):
-        extend(np, linear=np.dot)
+def test_extend_refuses_a_namespace_without_conv2d():
+    assert REQUIRED_EXTRAS == ("conv2d",)
+    assert set(DEFAULT_EXTRAS) | set(REQUIRED_EXTRAS) == set(EXTRAS)
+    with pytest.raises(TypeError, match=r"namespace extras missing: \['conv2d'\]"):
+        extend(np_compat, linear=np.dot)
+
+
+def _conv(x, w, b, padding):
+    raise AssertionError("not called")
+
+
+def test_extend_gives_the_defaults_and_keeps_overrides():
+    xp = extend(np_compat, conv2d=_conv)
+    assert xp.conv2d is _conv
+    assert all(callable(getattr(xp, name)) for name in DEFAULT_EXTRAS)
+    own = extend(np_compat, conv2d=_conv, relu=np.abs)
+    assert own.relu is np.abs
+    assert own.linear is not np.abs and own.leaky_relu is not np.abs
+
+
+def test_defaults_compute_with_the_extended_namespace():
+    """They see the namespace's overrides (JAX's full-precision matmul)."""
+    calls = []
+
+    def matmul(a, b):
+        calls.append(a.shape)
+        return np.matmul(a, b)
+
+    xp = extend(np_compat, conv2d=_conv, matmul=matmul)
+    xp.linear(np.ones((2, 3)), np.ones((4, 3)), np.zeros(4))
+    assert calls == [(2, 3)]
+
+
+def test_defaults_use_only_the_listed_names():
+    """So every backend namespace with :data:`ARRAY_API_USED` (the Keras shim) has them."""
+    listed = restrict(np_compat, ARRAY_API_USED)
+    xp = extend(listed, conv2d=_conv)
+    rng = np.random.default_rng(2)
+    x, w, b = rng.standard_normal((3, 4)), rng.standard_normal((2, 4)), rng.standard_normal(2)
+    np.testing.assert_allclose(xp.linear(x, w, b), x @ w.T + b, rtol=1e-12)
+    np.testing.assert_array_equal(xp.relu(x), np.maximum(x, 0))
+    np.testing.assert_array_equal(xp.leaky_relu(x, 0.3), np.where(x > 0, x, 0.3 * x))
+
+
+def test_core_imports_without_array_api_strict():
+    code = """
+        import sys
+        sys.modules["array_api_strict"] = None
+        import numpy as np
+        import flowcore as fc
+        from flowcore.namespace import strict_namespace
+
+        tree = fc.build_tree(fc.AllInOneBlock(subnet=fc.MLP(hidden=(4,))), [(3,)])
+        fc.Reference(tree, fc.initial_params(tree, 0))([np.ones((2, 3))])
+        try:
+            strict_namespace()
+        except ImportError:
+            print("lazy")
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "lazy"
 
 
 def _conv_loop(x, w, b, padding):

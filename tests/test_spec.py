@@ -307,3 +307,30 @@ def test_adding_a_block_does_not_shift_another_blocks_parameters():
 def test_identical_blocks_at_different_places_draw_differently():
     params = initial_params(build_tree(fc.SequenceINN(_aio(), _aio()), [(6,)]), 0)
     assert not np.array_equal(params["0.subnet.0.weight"], params["1.subnet.0.weight"])
+
+
+class _CountingBlock(fc.SimpleTransform):
+    """An identity block that counts its shape inferences."""
+
+    calls = 0
+
+    def __init__(self, tag: int) -> None:
+        self.tag = tag
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _CountingBlock) and other.tag == self.tag
+
+    def __hash__(self) -> int:
+        return hash(("counting", self.tag))
+
+    def output_shape(self, shape, conditions):
+        _CountingBlock.calls += 1
+        return shape
+
+
+def test_each_block_infers_its_shapes_once_per_build():
+    _CountingBlock.calls = 0
+    depth = 8
+    inner = fc.SequenceINN(*(_CountingBlock(i) for i in range(depth)))
+    build_tree(fc.SequenceINN(inner, fc.Inverse(inner)), [(97,)])
+    assert _CountingBlock.calls == depth  # not 2 * depth + 1 per level, as binding once did

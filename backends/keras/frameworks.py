@@ -86,7 +86,9 @@ def batch_jacobian(
         import jax
 
         def one(xi: Array, ci: list[Array]) -> Array:
-            return f(xi[None], [c[None] for c in ci])[0]
+            # state updates made while tracing stay in the scope instead of leaking tracers
+            with keras.StatelessScope():
+                return f(xi[None], [c[None] for c in ci])[0]
 
         jac = jax.vmap(jax.jacrev(one))(x, cs)
     elif backend == "torch":

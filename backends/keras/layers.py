@@ -83,7 +83,9 @@ class _KerasNode(NodeModule, keras.layers.Layer):
         self.sublayers: dict[str, keras.layers.Layer] = {}
         with keras.name_scope(self.name, caller=self):  # weight paths follow the tree
             if isinstance(tree.spec, Transform) and tree.spec.uses_randomness:
-                self.seed_generator = keras.random.SeedGenerator(path_seed(seed, tree.path))
+                self.seed_generator = keras.random.SeedGenerator(
+                    path_seed(seed, tree.path) % 2**31
+                )
             self._populate(tree, params, sublayers)
         self.built = True
 

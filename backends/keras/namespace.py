@@ -7,10 +7,12 @@ and traced (the batch axis may be unknown). Its dtypes are the backend's own dty
 so ``x.dtype == xp.float32`` holds as in the Array API; ``keras.ops`` takes those and dtype
 names alike.
 
-Keras 3.15 computes ``atan``, ``logaddexp``, ``matmul``, ``mean`` and ``tanh`` in float32
-when given float64 on every backend but TensorFlow (its ``result_type`` demotes 64-bit types:
-keras-team/keras#23223, #23704). Those five come from the arrays' own Array API namespace
-where they have one (torch, JAX and NumPy arrays; TensorFlow's have none and need none).
+Keras 3.15 computes some ops (``arctan``, ``arccos``, ``logaddexp``, ``matmul``, ``mean``,
+``tanh``, ...) in float32 when given float64 on every backend but TensorFlow (its
+``result_type`` demotes 64-bit types: keras-team/keras#23223, #23704). So where the Keras
+backend's arrays have an Array API namespace of their own (JAX and torch, through
+array-api-compat), every standard function comes from it, and keras.ops serves TensorFlow,
+whose arrays have none (and which keeps float64).
 """
 
 from __future__ import annotations
@@ -42,18 +44,6 @@ def _dtype(name: str) -> Any:
     return getattr(_OWN, name) if _OWN is not None else ops.zeros((), dtype=name).dtype
 
 
-def _keeping_float64(name: str, keras_op: Any) -> Any:
-    """``keras_op``, or the arrays' own ``name`` where Keras would demote float64."""
-    return getattr(_OWN, name) if _OWN is not None else keras_op
-
-
-atan = _keeping_float64("atan", ops.arctan)
-logaddexp = _keeping_float64("logaddexp", ops.logaddexp)
-matmul = _keeping_float64("matmul", ops.matmul)
-mean = _keeping_float64("mean", ops.mean)
-tanh = _keeping_float64("tanh", ops.tanh)
-
-
 def argsort(x: Array, axis: int = -1, descending: bool = False, stable: bool = True) -> Array:
     return ops.argsort(-x if descending else x, axis=axis)
 
@@ -80,11 +70,6 @@ def take(x: Array, indices: Array, axis: int | None = None) -> Array:
     return ops.take(x, indices, axis=axis)
 
 
-def linear(x: Array, w: Array, b: Array) -> Array:
-    """``x @ w.T + b`` with ``w`` of shape (out, in)."""
-    return matmul(x, ops.transpose(w)) + b
-
-
 def conv2d(x: Array, w: Array, b: Array, padding: int) -> Array:
     """NCHW cross-correlation with an OIHW kernel, stride 1, ``padding`` zeros per side.
 
@@ -95,12 +80,6 @@ def conv2d(x: Array, w: Array, b: Array, padding: int) -> Array:
         x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     y = ops.conv(x, ops.transpose(w, (2, 3, 1, 0)), padding="valid", data_format="channels_last")
     return ops.transpose(y + b, (0, 3, 1, 2))
-
-
-def leaky_relu(x: Array, slope: float = 0.01) -> Array:
-    """``x`` where positive, else ``slope * x`` (TensorFlow's own op rounds ``slope`` to
-    float32)."""
-    return ops.where(x > 0, x, slope * x)
 
 
 #: Array API functions keras.ops has under the same name and the same positional order.
@@ -151,7 +130,7 @@ def std(x: Array, axis: Any = None, correction: float = 0.0, keepdims: bool = Fa
 
 
 def var(x: Array, axis: Any = None, correction: float = 0.0, keepdims: bool = False) -> Array:
-    centred = x - mean(x, axis=axis, keepdims=True)
+    centred = x - ops.mean(x, axis=axis, keepdims=True)
     count = ops.size(x) if axis is None else _count(x, axis)
     return sum_(centred * centred, axis=axis, keepdims=keepdims) / (count - correction)
 
@@ -183,19 +162,19 @@ _KERAS = types.SimpleNamespace(
     argsort=argsort,
     asarray=asarray,
     astype=astype,
-    atan=atan,
+    atan=ops.arctan,
     concat=concat,
-    logaddexp=logaddexp,
-    matmul=matmul,
+    logaddexp=ops.logaddexp,
+    matmul=ops.matmul,
     matrix_transpose=matrix_transpose,
-    mean=mean,
+    mean=ops.mean,
     positive=lambda x: x,
     prod=prod,
     sort=sort,
     std=std,
     sum=sum_,
     take=take,
-    tanh=tanh,
+    tanh=ops.tanh,
     var=var,
     vecdot=vecdot,
     float32=_dtype("float32"),
@@ -204,4 +183,9 @@ _KERAS = types.SimpleNamespace(
     int64=_dtype("int64"),
     bool=_dtype("bool"),
 )
-XP = extend(_KERAS, linear=linear, conv2d=conv2d, relu=ops.relu, leaky_relu=leaky_relu)
+if _OWN is not None:  # the arrays' own namespace, which keeps float64
+    for _name in list(vars(_KERAS)):
+        if hasattr(_OWN, _name):
+            setattr(_KERAS, _name, getattr(_OWN, _name))
+
+XP = extend(_KERAS, conv2d=conv2d, relu=ops.relu)

@@ -38,6 +38,37 @@ class DensityModel(keras.Model):
         super().__init__(**kwargs)
         self.flow = flow
         self.built = flow.built  # all its state is the flow's
+        self._called_eagerly = False
+
+    def _first_call_eagerly(self, x: Any, batch_size: int | None) -> None:
+        """Under Keras' JAX backend, run the flow once eagerly on the first batch.
+
+        Keras-JAX's compiled steps are stateless: they keep assignments to non-trainable
+        weights but drop those to trainable ones, so a data-dependent initialisation
+        (ActNorm's ``log_scale``/``loc``) made inside ``fit`` or ``predict`` would be lost
+        while its ``initialised`` flag is kept. An eager first call makes it as on the
+        other Keras backends. Datasets and generators are left to the caller: call the
+        flow once on a batch before ``fit``.
+        """
+        if keras.backend.backend() != "jax" or self._called_eagerly:
+            return
+        size = batch_size or 32
+        if isinstance(x, dict) and "x" in x:
+            first: Any = {k: v[:size] for k, v in x.items() if v is not None}
+        elif hasattr(x, "shape"):
+            first = x[:size]
+        else:
+            return
+        self(first)
+        self._called_eagerly = True
+
+    def fit(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self._first_call_eagerly(x, kwargs.get("batch_size"))
+        return super().fit(x, *args, **kwargs)
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        self._first_call_eagerly(x, kwargs.get("batch_size"))
+        return super().predict(x, *args, **kwargs)
 
     def call(self, inputs: Any) -> tuple[Any, Array]:
         if isinstance(inputs, dict):

@@ -47,7 +47,7 @@ def freia_split(total: int, split_len: float | int) -> tuple[int, int]:
 
 def pixels(x: Array) -> int:
     """The number of positions per channel (1 for vectors)."""
-    return math.prod(int(d) for d in x.shape[2:])
+    return math.prod([int(d) for d in x.shape[2:]])  # a list: torch.compile traces it
 
 
 def condition_channels(shape: Shape, conditions: Sequence[Shape], owner: str) -> int:
