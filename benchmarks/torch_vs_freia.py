@@ -1,13 +1,16 @@
 """Forward+inverse time of a 16-block AllInOneBlock flow: flowcore (torch) vs FrEIA 0.2.
 
 Both run the same architecture (D=8, batch 64, MLP subnet 8->64->8) on one CPU thread;
-the script prints the median time per call of each and their ratio. Run:
+the script times them in alternating rounds and prints the median time per call of each and
+the median of the per-round ratios. Run:
 ``python benchmarks/torch_vs_freia.py`` (needs torch and freia==0.2).
 """
 
 from __future__ import annotations
 
+import statistics
 import timeit
+from collections.abc import Callable
 
 import torch
 
@@ -36,25 +39,43 @@ def flowcore_flow() -> torch.nn.Module:
     return fc.build(fc.SequenceINN(*[block] * BLOCKS), (DIM,), backend="torch", seed=0)
 
 
-def median_ms(net: torch.nn.Module, x: torch.Tensor, repeats: int = 7, number: int = 50) -> float:
+def step_of(net: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
         z, _ = net(x)
         net(z, rev=True)
 
+    return step
+
+
+def interleaved_ms(
+    steps: dict[str, Callable[[], None]], rounds: int = 15, number: int = 40
+) -> dict[str, list[float]]:
+    """Per-call times (ms) of each step, measured in alternating rounds after a warm-up, so
+    that the machine's drift touches every contestant alike."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
     with torch.no_grad():
-        step()
-        times = timeit.repeat(step, repeat=repeats, number=number)
-    return sorted(times)[repeats // 2] / number * 1e3
+        for step in steps.values():
+            step()
+        for _ in range(rounds):
+            for name, step in steps.items():
+                times[name].append(timeit.timeit(step, number=number) / number * 1e3)
+    return times
 
 
 def main() -> None:
     torch.set_num_threads(1)
     x = torch.randn(BATCH, DIM)
-    ours, theirs = median_ms(flowcore_flow(), x), median_ms(freia_flow(), x)
+    times = interleaved_ms(
+        {"flowcore": step_of(flowcore_flow(), x), "freia": step_of(freia_flow(), x)}
+    )
+    ours, theirs = statistics.median(times["flowcore"]), statistics.median(times["freia"])
+    ratio = statistics.median(
+        a / b for a, b in zip(times["flowcore"], times["freia"], strict=True)
+    )
     print(f"{BLOCKS} AllInOneBlocks, D={DIM}, batch {BATCH}, forward+inverse, 1 thread")
     print(
         f"  FrEIA 0.2: {theirs:.2f} ms   flowcore: {ours:.2f} ms   "
-        f"ratio flowcore/FrEIA: {ours / theirs:.2f}"
+        f"ratio flowcore/FrEIA (median of {len(times['freia'])} interleaved rounds): {ratio:.2f}"
     )
 
 

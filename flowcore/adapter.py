@@ -127,6 +127,8 @@ class NodeModule:
 
     def _callables(self) -> dict[str, Callable[..., Any]]:
         # looked up per call (not cached) so that DataParallel replicas use their own children
+        if not self._kinds:
+            return {}
         modules = self._children()
         return {name: modules[name].run if run else modules[name] for name, run in self._kinds}
 

@@ -59,13 +59,23 @@ def _check_arrays(
         raise ShapeError(f"{node.label}: expected {len(shapes)} {what}(s), got {len(arrays)}")
     for i, (a, shape) in enumerate(zip(arrays, shapes, strict=True)):
         got = tuple(a.shape)
-        if len(got) != len(shape) + 1 or tuple(got[1:]) != shape:
+        if got[1:] != shape or not got:
             raise ShapeError(
                 f"{node.label}: {what} {i} should have shape {_shape_text(shape)}, got {got}"
             )
-        dtype = dtype_name(a.dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise ShapeError(f"{node.label}: {what} {i} should be float32 or float64, got {dtype}")
+        dtype = a.dtype
+        key = (type(dtype), dtype)
+        if key not in _FLOAT_KEYS:
+            name = dtype_name(dtype)
+            if name not in FLOAT_DTYPES:
+                raise ShapeError(
+                    f"{node.label}: {what} {i} should be float32 or float64, got {name}"
+                )
+            _FLOAT_KEYS.add(key)
+
+
+#: The dtypes seen to be float32 or float64, by (type, dtype): one set lookup per array.
+_FLOAT_KEYS: set[tuple[type, Any]] = set()
 
 
 def run_node(
@@ -84,16 +94,15 @@ def run_node(
     Returns the outputs, the log-det of shape ``(batch,)`` (zeros when ``jac`` is False) and
     the node's own parameter updates by local name.
     """
-    spec = node.spec
-    if not isinstance(spec, Transform):
-        raise TypeError(f"{node.label} is not a transform")
-    if type(rev) is not bool or type(jac) is not bool:
+    spec: Transform = node.spec  # type: ignore[assignment]  # build_tree binds transforms
+    if type(rev) is not bool or type(jac) is not bool:  # np.bool_ passes the slow check
         check_flags(rev, jac)
+        rev, jac = bool(rev), bool(jac)
     sig = node.signature
     _check_arrays(node, "output" if rev else "input", xs, sig.outputs if rev else sig.inputs)
     _check_arrays(node, "condition", cs, sig.conditions)
-    ctx = Context(xp, params, children, bool(jac), draw, node.label)
-    ys, log_det = spec.run(ctx, list(xs), list(cs), bool(rev))
+    ctx = Context(xp, params, children, jac, draw, node)
+    ys, log_det = spec.run(ctx, list(xs), list(cs), rev)
     if not jac:
         log_det = batch_zeros(xp, ys[0])
     elif getattr(log_det, "ndim", 0) == 0:  # a constant log-det still gets shape (batch,)

@@ -184,7 +184,7 @@ class Context:
     the build seed.
     """
 
-    __slots__ = ("_draw", "_label", "children", "jac", "params", "updates", "xp")
+    __slots__ = ("_draw", "_owner", "children", "jac", "params", "updates", "xp")
 
     def __init__(
         self,
@@ -193,7 +193,7 @@ class Context:
         children: Mapping[str, Callable[..., Any]],
         jac: bool,
         draw: Draw | None = None,
-        label: str = "transform",
+        owner: Any = None,
     ) -> None:
         self.xp = xp
         self.params = params
@@ -201,7 +201,11 @@ class Context:
         self.jac = jac
         self.updates: dict[str, Array] = {}
         self._draw = draw
-        self._label = label
+        self._owner = owner  # what errors name (its ``label``), looked up only then
+
+    @property
+    def _label(self) -> str:
+        return str(getattr(self._owner, "label", "transform"))
 
     def update(self, name: str, value: Array) -> None:
         """Give parameter ``name`` the value ``value`` after this call (same shape)."""

@@ -11,6 +11,7 @@ Running a tree is :mod:`flowcore.executor`'s job; checking values is :mod:`flowc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -39,7 +40,7 @@ class Node:
     def is_native(self) -> bool:
         return isinstance(self.spec, NativeSubnet)
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
         name = self.spec.name if isinstance(self.spec, NativeSubnet) else self.spec.label
         return f"{name} at '{self.path}'" if self.path else name

@@ -209,7 +209,7 @@ class AllInOneBlock(SimpleTransform):
         """y = P x (or P^{-1} x) on the channel axis."""
         if w is None:
             idx = params["w_perm"]
-            return pieces.take_channels(xp, x, xp.argsort(idx) if inverse else idx)
+            return xp.take(x, xp.argsort(idx) if inverse else idx, axis=1)
         return pieces.channel_matmul(xp, xp.permute_dims(w, (1, 0)) if inverse else w, x)
 
     def _coupling(
@@ -218,7 +218,7 @@ class AllInOneBlock(SimpleTransform):
         xp = ctx.xp
         active = x.shape[1] // 2
         x1, x2 = pieces.split_channels(x, (x.shape[1] - active, active))
-        a = 0.1 * ctx.children["subnet"](pieces.with_conditions(xp, x1, cs))
+        a = 0.1 * ctx.children["subnet"](pieces.with_conditions(xp, x1, cs) if cs else x1)
         a_s, a_t = pieces.split_channels(a, (active, active))
         s = pieces.soft_clamp(xp, a_s, self.affine_clamping, self.soft_clamp)
         if self.gin_block:

@@ -28,8 +28,9 @@ def channels(x: Array, start: int, stop: int) -> Array:
 def split_channels(x: Array, sizes: Sequence[int]) -> list[Array]:
     """Split the channel axis into consecutive parts of the given sizes."""
     out, start = [], 0
+    vector = x.ndim == 2  # x[:, a:b] indexes every axis; higher ranks need the ellipsis
     for size in sizes:
-        out.append(x[:, start : start + size, ...])
+        out.append(x[:, start : start + size] if vector else x[:, start : start + size, ...])
         start += size
     return out
 
@@ -47,6 +48,8 @@ def freia_split(total: int, split_len: float | int) -> tuple[int, int]:
 
 def pixels(x: Array) -> int:
     """The number of positions per channel (1 for vectors)."""
+    if x.ndim == 2:
+        return 1
     return math.prod([int(d) for d in x.shape[2:]])  # a list: torch.compile traces it
 
 
