@@ -414,8 +414,7 @@ def _uses_jax(backend):
     if backend == "jax":
         return True
     if backend == "keras":
-        import keras
-
+        keras = pytest.importorskip("keras", reason="the keras backend needs keras")
         return bool(keras.backend.backend() == "jax")
     return False
 
@@ -429,8 +428,7 @@ def x64_for(request) -> Iterator[tuple[tuple[str, ...], str]]:
     if dtype != "float64" or not any(_uses_jax(b) for b in backends):
         yield request.param
         return
-    import jax
-
+    jax = pytest.importorskip("jax", reason="64-bit JAX for a float64 test needs jax")
     before = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     try:
