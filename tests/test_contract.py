@@ -9,25 +9,13 @@ of O(1) values).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from contract_transforms import LOG_DET_WORK, CenterOnFirstBatch, CountsLogDetWork, NoisyLogDet
+from selected_backends import BACKENDS
 
 import flowcore as fc
 
-_wanted = os.environ.get("FLOWCORE_TEST_BACKENDS")
-BACKENDS = [
-    pytest.param(
-        name,
-        marks=pytest.mark.skipif(
-            name not in fc.installed_backends(), reason=f"{name} is not installed"
-        ),
-    )
-    for name in (_wanted.split(",") if _wanted is not None else ["torch", "jax", "keras"])
-    if name
-]
 TOL = {"rtol": 1e-6, "atol": 1e-6}
 
 

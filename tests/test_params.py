@@ -4,24 +4,11 @@ never keeps the caller's arrays, and values that would break invertibility are r
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
+from selected_backends import BACKENDS
 
 import flowcore as fc
-
-_wanted = os.environ.get("FLOWCORE_TEST_BACKENDS")
-BACKENDS = [
-    pytest.param(
-        name,
-        marks=pytest.mark.skipif(
-            name not in fc.installed_backends(), reason=f"{name} is not installed"
-        ),
-    )
-    for name in (_wanted.split(",") if _wanted is not None else ["torch", "jax", "keras"])
-    if name
-]
 
 
 def _model(name, **options):

@@ -8,11 +8,11 @@ or 2 and select values, so float32 results are exact.
 from __future__ import annotations
 
 import importlib.util
-import os
 import pathlib
 
 import numpy as np
 import pytest
+from selected_backends import BACKENDS
 
 import flowcore as fc
 
@@ -21,18 +21,6 @@ _spec = importlib.util.spec_from_file_location("custom_transforms", _path)
 assert _spec is not None and _spec.loader is not None
 custom = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(custom)
-
-_wanted = os.environ.get("FLOWCORE_TEST_BACKENDS")
-BACKENDS = [
-    pytest.param(
-        name,
-        marks=pytest.mark.skipif(
-            name not in fc.installed_backends(), reason=f"{name} is not installed"
-        ),
-    )
-    for name in (_wanted.split(",") if _wanted else ["torch", "jax", "keras"])
-    if name
-]
 
 
 def _run(name, model, xs, cs=(), rev=False):
