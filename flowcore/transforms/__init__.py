@@ -1,4 +1,4 @@
-"""Invertible transforms, a module per family."""
+"""Invertible transforms, a module per family; ``flowcore`` exports everything listed here."""
 
 from .all_in_one import AllInOneBlock
 from .couplings import (
@@ -9,7 +9,7 @@ from .couplings import (
     NICECouplingBlock,
     RNVPCouplingBlock,
 )
-from .normalization import ActNorm
+from .normalization import ActNorm, actnorm_params_from_freia, actnorm_params_to_freia
 from .permutations import (
     Fixed1x1Conv,
     FixedLinearTransform,
@@ -18,11 +18,13 @@ from .permutations import (
     InvertibleLinear,
     OrthogonalTransform,
     PermuteRandom,
+    orthogonal_correction,
 )
 
 __all__ = [
     "ActNorm", "AffineCouplingOneSided", "AllInOneBlock", "ConditionalAffineTransform",
     "Fixed1x1Conv", "FixedLinearTransform", "GINCouplingBlock", "GLOWCouplingBlock",
     "HouseholderPerm", "InvertibleConv1x1", "InvertibleLinear", "NICECouplingBlock",
-    "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock",
+    "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock", "actnorm_params_from_freia",
+    "actnorm_params_to_freia", "orthogonal_correction",
 ]  # fmt: skip

@@ -25,6 +25,8 @@ from ..spec import (
 )
 from . import pieces
 
+__all__ = ["AllInOneBlock"]
+
 GlobalAffineType = Literal["SOFTPLUS", "SIGMOID", "EXP"]
 SoftClamp = Literal["scaled_tanh", "tanh"]
 
