@@ -76,6 +76,39 @@ def _grouped(outcomes: Sequence[plan.Outcome], columns: Sequence[str]) -> list[l
     return rows
 
 
+#: Checks against the float64 reference that the per-transform table summarises.
+TRANSFORM_CHECKS = ("forward", "inverse", "roundtrip")
+#: Composite transforms: a case's row goes to the transforms they hold instead.
+CONTAINERS = ("SequenceINN", "Inverse")
+
+
+def _transforms(case: str) -> list[str]:
+    names = sorted(t.__name__ for t in cases.transforms_in(cases.CASES[case]))
+    return [n for n in names if n not in CONTAINERS] or names
+
+
+def _by_transform(outcomes: Sequence[plan.Outcome]) -> tuple[list[str], list[list[str]]]:
+    """Per transform, the largest forward/inverse/round-trip deviation from the reference,
+    a column per backend, dtype and device, over every case whose tree holds it."""
+    worst: dict[tuple[str, str], float] = {}
+    columns: list[str] = []
+    names = {c: _transforms(c) for c in {o.item.case for o in outcomes}}
+    for o in outcomes:
+        if o.item.check not in TRANSFORM_CHECKS or o.deviation is None:
+            continue
+        column = f"{o.item.labels[0]} {o.item.dtype} {o.item.device}"
+        if column not in columns:
+            columns.append(column)
+        for name in names[o.item.case]:
+            key = (name, column)
+            worst[key] = max(worst.get(key, 0.0), o.deviation)
+    rows = [
+        [name, *(f"{worst[(name, c)]:.1e}" if (name, c) in worst else "-" for c in columns)]
+        for name in sorted({n for n, _ in worst})
+    ]
+    return columns, rows
+
+
 def report(selection: plan.Selection, outcomes: Sequence[plan.Outcome], seconds: float) -> str:
     """The whole report as text."""
     single = [o for o in outcomes if not o.item.is_pair]
@@ -89,6 +122,15 @@ def report(selection: plan.Selection, outcomes: Sequence[plan.Outcome], seconds:
         _table("\nper backend", [*head, *SINGLE_COLUMNS], _grouped(single, SINGLE_COLUMNS)),
         _table("\ncross-backend", [*head, *PAIR_COLUMNS], _grouped(pairs, PAIR_COLUMNS)),
     ]
+    columns, rows = _by_transform(single)
+    if rows:
+        parts.append(
+            _table(
+                "\nper transform: largest forward, inverse or round-trip deviation over its cases",
+                ["transform", *columns],
+                rows,
+            )
+        )
     skipped = collections.Counter(o.message for o in outcomes if o.status == "not run")
     reasons = [f"  {n:5d}  {why}" for why, n in skipped.items()]
     reasons += [f"  backend  {why}" for why in selection.not_run.values()]

@@ -67,6 +67,15 @@ def test_a_registered_third_party_backend_passes_every_check(capsys):
     assert re.search(r"third_party +float64 +cpu +7 +0 +0 +0 ", capsys.readouterr().out)
 
 
+def test_the_report_has_a_row_per_transform_of_the_cases(capsys):
+    assert cli.main(["--backends", "third_party", "--cases", "sequence_vec_conditions"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("per transform") :]
+    # the sequence's blocks get the row, not the container; one column per dtype and device
+    assert re.search(r"AllInOneBlock +\d\.\de-\d\d +\d\.\de-\d\d", table)
+    assert "SequenceINN " not in table
+
+
 def test_a_wrong_log_det_fails_the_checks_that_see_it(capsys):
     outcomes = _outcomes("wrong_log_det")
     assert outcomes["failed"] == {"forward", "roundtrip", "jacobian"}
