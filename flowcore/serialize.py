@@ -33,10 +33,12 @@ def _encode(value: Any, where: str) -> Any:
         return [_encode(v, where) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise FlowError(
-        f"{where}: {type(value).__name__} values cannot be saved; a native subnet_constructor "
-        "is not portable, use a portable subnet such as flowcore.MLP or flowcore.ConvNet"
-    )
+    if where.endswith(".subnet_constructor"):
+        hint = "a native subnet_constructor is not portable, use a portable subnet such as "
+        hint += "flowcore.MLP or flowcore.ConvNet"
+    else:
+        hint = "code (a callable) is not portable, use one of the option's named choices"
+    raise FlowError(f"{where}: {type(value).__name__} values cannot be saved; {hint}")
 
 
 def _decode(value: Any) -> Any:

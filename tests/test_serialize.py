@@ -104,3 +104,13 @@ def test_a_users_transform_registers_itself_and_round_trips():
     config = spec_to_config(Scale(3.0))
     assert config == {"type": f"{__name__}:{Scale.__qualname__}", "config": {"factor": 3.0}}
     assert spec_from_config(json.loads(json.dumps(config))) == Scale(3.0)
+
+
+def test_a_callable_option_that_is_not_a_subnet_names_the_option():
+    spec = fc.GLOWCouplingBlock(subnet=fc.MLP(), clamp_activation=abs)
+    with pytest.raises(
+        fc.FlowError,
+        match=r"GLOWCouplingBlock\.clamp_activation: builtin_function_or_method values cannot "
+        r"be saved; code \(a callable\) is not portable",
+    ):
+        spec_to_config(spec)
