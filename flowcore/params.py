@@ -1,4 +1,4 @@
-"""The one parameter policy: storage dtypes, validation and copies of canonical parameters.
+"""The one parameter policy: validation and copies of canonical parameters.
 
 Every backend's ``get_params``/``set_params`` goes through :func:`snapshot` and
 :func:`validate`, so that the policy is decided here once:
@@ -31,11 +31,6 @@ from .tree import Node
 #: 2e-7), so 1e-5 admits every float32 checkpoint up to C ~ 10^4, while a matrix further off
 #: than that no longer inverts to the float32 tolerance of the conformance suite.
 ORTHOGONAL_ATOL = 1e-5
-
-
-def storage_dtype(p: ParamSpec, float_dtype: str) -> str:
-    """The dtype a parameter is stored in, in a model computing in ``float_dtype``."""
-    return "int64" if p.kind == "index" else float_dtype
 
 
 def snapshot(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
