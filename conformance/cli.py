@@ -32,7 +32,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--backends", help=f"comma-separated (default: ${plan.ENV_BACKENDS}, else all installed)"
     )
     parser.add_argument("--dtypes", default=",".join(plan.DTYPES), help="comma-separated")
-    parser.add_argument("--cases", help="only cases whose name contains this (or matches a glob)")
+    parser.add_argument(
+        "--cases",
+        help="only cases whose name contains this (or matches a glob); 'representative': "
+        "each transform with and without conditions once",
+    )
     parser.add_argument(
         "--xfails", type=Path, action="append", default=[], help="more xfail files"
     )

@@ -23,6 +23,9 @@ from .cases import Case
 
 ENV_BACKENDS = "FLOWCORE_TEST_BACKENDS"
 ENV_XFAILS = "FLOWCORE_CONFORMANCE_XFAILS"
+#: The cases the pytest suite runs: a name pattern, ``all`` (the default) or
+#: ``representative`` (:func:`flowcore.conformance.cases.representative`).
+ENV_CASES = "FLOWCORE_CONFORMANCE_CASES"
 DTYPES = ("float32", "float64")
 #: Devices every backend is asked about; one it lacks is reported as not run.
 KNOWN_DEVICES = ("cpu", "cuda", "tpu")

@@ -3,17 +3,20 @@
 Backends: ``$FLOWCORE_TEST_BACKENDS`` (comma-separated), default every installed one; a
 requested backend that is not installed, and a device a backend lacks, are skipped with the
 reason (not run, never passed). Keras runs on the process' ``KERAS_BACKEND``, named in the
-ids (``keras.tensorflow``). Known divergences are strict xfails listed in ``xfails.txt``.
+ids (``keras.tensorflow``). Cases: ``$FLOWCORE_CONFORMANCE_CASES`` (a name pattern, ``all``
+or ``representative``), default all. Known divergences are strict xfails listed in ``xfails.txt``.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from flowcore.conformance import cases, checks, plan
 
 SELECTION = plan.select_backends()
 XFAILS = plan.load_xfails()
-CASES = cases.select()
+CASES = cases.select(os.environ.get(plan.ENV_CASES))
 
 
 def _params(items) -> list:

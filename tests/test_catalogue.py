@@ -22,3 +22,13 @@ def test_every_public_transform_has_a_conformance_case():
 
 def test_the_catalogue_lists_several_transforms():
     assert {fc.AllInOneBlock, fc.SequenceINN, fc.Inverse} <= public_transforms()
+
+
+def _covered(chosen: list[cases.Case]) -> set[tuple[type, bool]]:
+    return {(t, bool(c.conditions)) for c in chosen for t in cases.transforms_in(c)}
+
+
+def test_the_representative_slice_covers_what_every_case_covers_with_fewer_cases():
+    every, chosen = cases.select("all"), cases.select("representative")
+    assert _covered(chosen) == _covered(every)
+    assert set(c.name for c in chosen) < set(c.name for c in every)

@@ -69,12 +69,35 @@ def register(case: Case) -> Case:
     return case
 
 
+#: The name of the slice :func:`select` gives for ``pattern="representative"``.
+REPRESENTATIVE = "representative"
+
+
 def select(pattern: str | None = None) -> list[Case]:
-    """Registered cases whose name contains ``pattern`` (a substring, or a glob with ``*``)."""
-    if not pattern:
+    """Registered cases whose name contains ``pattern`` (a substring, or a glob with ``*``);
+    every case when ``pattern`` is empty or ``"all"``; :func:`representative` for
+    ``"representative"``."""
+    if not pattern or pattern == "all":
         return list(CASES.values())
+    if pattern == REPRESENTATIVE:
+        return representative(list(CASES.values()))
     glob = pattern if "*" in pattern else f"*{pattern}*"
     return [c for c in CASES.values() if fnmatch.fnmatchcase(c.name, glob)]
+
+
+def representative(candidates: list[Case]) -> list[Case]:
+    """The slice that still covers every transform with and without conditions: in
+    registration order, each case that adds a (transform class, conditioned) pair not yet
+    covered. Families register their plainest case of a transform first, so the slice is
+    mostly those; the models' composite cases add nothing new and drop out."""
+    covered: set[tuple[type[Transform], bool]] = set()
+    chosen = []
+    for case in candidates:
+        keys = {(t, bool(case.conditions)) for t in transforms_in(case)}
+        if not keys <= covered:
+            chosen.append(case)
+            covered |= keys
+    return chosen
 
 
 def transforms_in(case: Case) -> set[type[Transform]]:
