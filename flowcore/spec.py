@@ -176,7 +176,8 @@ class Context:
     - ``children``: callables by child name: a subnetwork ``f(x) -> y``, a child transform
       ``f(xs, cs, rev=False, jac=True) -> (ys, log_det)``;
     - ``jac``: whether the caller wants the log-det. When False a transform may skip its
-      log-det work; the executor returns zeros of shape ``(batch,)`` whatever it gives.
+      log-det work; the executor returns zeros of shape ``(batch,)`` whatever it gives;
+    - ``signature``: the shapes the transform was bound to (batch axis excluded).
 
     :meth:`update` records a new value for one of the transform's parameters (ActNorm's
     data-dependent initialisation); the adapter writes it back natively after the call.
@@ -206,6 +207,17 @@ class Context:
     @property
     def _label(self) -> str:
         return str(getattr(self._owner, "label", "transform"))
+
+    @property
+    def signature(self) -> Signature:
+        """The shapes (batch axis excluded) the transform was bound to: what an inverse needs
+        when its outputs do not tell its inputs' shapes (Flatten, Reshape, Concat)."""
+        sig = getattr(self._owner, "signature", None)
+        if not isinstance(sig, Signature):
+            from .errors import FlowError
+
+            raise FlowError(f"{self._label}: this call was given no bound signature")
+        return sig
 
     def update(self, name: str, value: Array) -> None:
         """Give parameter ``name`` the value ``value`` after this call (same shape)."""

@@ -116,4 +116,11 @@ def conv(activation: Activation = "relu", hidden: tuple[int, ...] = (6,)) -> fc.
 
 
 # the families register their cases on import
-from . import all_in_one, couplings, models, normalization, permutations  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    all_in_one,
+    couplings,
+    models,
+    normalization,
+    permutations,
+    reshapes,
+)

@@ -20,11 +20,23 @@ from .permutations import (
     PermuteRandom,
     orthogonal_correction,
 )
+from .reshapes import (
+    Concat,
+    Flatten,
+    HaarDownsampling,
+    HaarUpsampling,
+    IRevNetDownsampling,
+    IRevNetUpsampling,
+    Reshape,
+    Split,
+)
 
 __all__ = [
-    "ActNorm", "AffineCouplingOneSided", "AllInOneBlock", "ConditionalAffineTransform",
-    "Fixed1x1Conv", "FixedLinearTransform", "GINCouplingBlock", "GLOWCouplingBlock",
-    "HouseholderPerm", "InvertibleConv1x1", "InvertibleLinear", "NICECouplingBlock",
-    "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock", "actnorm_params_from_freia",
+    "ActNorm", "AffineCouplingOneSided", "AllInOneBlock", "Concat",
+    "ConditionalAffineTransform", "Fixed1x1Conv", "FixedLinearTransform", "Flatten",
+    "GINCouplingBlock", "GLOWCouplingBlock", "HaarDownsampling", "HaarUpsampling",
+    "HouseholderPerm", "IRevNetDownsampling", "IRevNetUpsampling", "InvertibleConv1x1",
+    "InvertibleLinear", "NICECouplingBlock", "OrthogonalTransform", "PermuteRandom",
+    "RNVPCouplingBlock", "Reshape", "Split", "actnorm_params_from_freia",
     "actnorm_params_to_freia", "orthogonal_correction",
 ]  # fmt: skip
