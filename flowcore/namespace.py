@@ -26,9 +26,11 @@ from typing import Any
 import numpy as np
 
 ARRAY_API_USED: tuple[str, ...] = (
-    "abs", "argsort", "asarray", "astype", "atan", "broadcast_to", "concat", "exp", "float32",
-    "float64", "int64", "log", "logaddexp", "matmul", "mean", "ones_like", "permute_dims",
-    "reshape", "sum", "take", "tanh", "tril", "triu", "where", "zeros", "zeros_like",
+    "abs", "argsort", "asarray", "astype", "atan", "broadcast_to", "clip", "concat",
+    "cumulative_sum", "exp", "expm1", "float32", "float64", "int64", "log", "log1p",
+    "logaddexp", "matmul",
+    "max", "mean", "ones_like", "permute_dims", "reshape", "sign", "sqrt", "sum", "take", "tanh",
+    "tril", "triu", "where", "zeros", "zeros_like",
 )  # fmt: skip
 EXTRAS: tuple[str, ...] = ("linear", "conv2d", "relu", "leaky_relu")
 #: The extras each namespace must give :func:`extend`: the others have defaults.

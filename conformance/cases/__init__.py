@@ -119,6 +119,7 @@ def conv(activation: Activation = "relu", hidden: tuple[int, ...] = (6,)) -> fc.
 from . import (  # noqa: E402, F401
     all_in_one,
     couplings,
+    elementwise,
     models,
     normalization,
     permutations,

@@ -9,6 +9,14 @@ from .couplings import (
     NICECouplingBlock,
     RNVPCouplingBlock,
 )
+from .elementwise import (
+    InvAutoAct,
+    InvAutoActFixed,
+    InvAutoActTwoSided,
+    InvertibleSigmoid,
+    LearnedElementwiseScaling,
+    Logit,
+)
 from .normalization import ActNorm, actnorm_params_from_freia, actnorm_params_to_freia
 from .permutations import (
     Fixed1x1Conv,
@@ -35,8 +43,9 @@ __all__ = [
     "ActNorm", "AffineCouplingOneSided", "AllInOneBlock", "Concat",
     "ConditionalAffineTransform", "Fixed1x1Conv", "FixedLinearTransform", "Flatten",
     "GINCouplingBlock", "GLOWCouplingBlock", "HaarDownsampling", "HaarUpsampling",
-    "HouseholderPerm", "IRevNetDownsampling", "IRevNetUpsampling", "InvertibleConv1x1",
-    "InvertibleLinear", "NICECouplingBlock", "OrthogonalTransform", "PermuteRandom",
-    "RNVPCouplingBlock", "Reshape", "Split", "actnorm_params_from_freia",
-    "actnorm_params_to_freia", "orthogonal_correction",
+    "HouseholderPerm", "IRevNetDownsampling", "IRevNetUpsampling", "InvAutoAct",
+    "InvAutoActFixed", "InvAutoActTwoSided", "InvertibleConv1x1", "InvertibleLinear",
+    "InvertibleSigmoid", "LearnedElementwiseScaling", "Logit", "NICECouplingBlock",
+    "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock", "Reshape", "Split",
+    "actnorm_params_from_freia", "actnorm_params_to_freia", "orthogonal_correction",
 ]  # fmt: skip
