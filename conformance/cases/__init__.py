@@ -124,4 +124,5 @@ from . import (  # noqa: E402, F401
     normalization,
     permutations,
     reshapes,
+    residual,
 )

@@ -38,14 +38,16 @@ from .reshapes import (
     Reshape,
     Split,
 )
+from .residual import IResNetLayer, iresnet_params_from_freia, series_truncation_bound
 
 __all__ = [
     "ActNorm", "AffineCouplingOneSided", "AllInOneBlock", "Concat",
     "ConditionalAffineTransform", "Fixed1x1Conv", "FixedLinearTransform", "Flatten",
     "GINCouplingBlock", "GLOWCouplingBlock", "HaarDownsampling", "HaarUpsampling",
-    "HouseholderPerm", "IRevNetDownsampling", "IRevNetUpsampling", "InvAutoAct",
-    "InvAutoActFixed", "InvAutoActTwoSided", "InvertibleConv1x1", "InvertibleLinear",
-    "InvertibleSigmoid", "LearnedElementwiseScaling", "Logit", "NICECouplingBlock",
-    "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock", "Reshape", "Split",
-    "actnorm_params_from_freia", "actnorm_params_to_freia", "orthogonal_correction",
+    "HouseholderPerm", "IResNetLayer", "IRevNetDownsampling", "IRevNetUpsampling",
+    "InvAutoAct", "InvAutoActFixed", "InvAutoActTwoSided", "InvertibleConv1x1",
+    "InvertibleLinear", "InvertibleSigmoid", "LearnedElementwiseScaling", "Logit",
+    "NICECouplingBlock", "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock",
+    "Reshape", "Split", "actnorm_params_from_freia", "actnorm_params_to_freia",
+    "iresnet_params_from_freia", "orthogonal_correction", "series_truncation_bound",
 ]  # fmt: skip
