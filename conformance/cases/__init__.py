@@ -125,4 +125,5 @@ from . import (  # noqa: E402, F401
     permutations,
     reshapes,
     residual,
+    splines,
 )

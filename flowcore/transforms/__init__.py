@@ -39,15 +39,17 @@ from .reshapes import (
     Split,
 )
 from .residual import IResNetLayer, iresnet_params_from_freia, series_truncation_bound
+from .splines import ElementwiseRationalQuadraticSpline, LinearSpline, RationalQuadraticSpline
 
 __all__ = [
     "ActNorm", "AffineCouplingOneSided", "AllInOneBlock", "Concat",
-    "ConditionalAffineTransform", "Fixed1x1Conv", "FixedLinearTransform", "Flatten",
-    "GINCouplingBlock", "GLOWCouplingBlock", "HaarDownsampling", "HaarUpsampling",
-    "HouseholderPerm", "IResNetLayer", "IRevNetDownsampling", "IRevNetUpsampling",
-    "InvAutoAct", "InvAutoActFixed", "InvAutoActTwoSided", "InvertibleConv1x1",
-    "InvertibleLinear", "InvertibleSigmoid", "LearnedElementwiseScaling", "Logit",
-    "NICECouplingBlock", "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock",
+    "ConditionalAffineTransform", "ElementwiseRationalQuadraticSpline", "Fixed1x1Conv",
+    "FixedLinearTransform", "Flatten", "GINCouplingBlock", "GLOWCouplingBlock",
+    "HaarDownsampling", "HaarUpsampling", "HouseholderPerm", "IResNetLayer",
+    "IRevNetDownsampling", "IRevNetUpsampling", "InvAutoAct", "InvAutoActFixed",
+    "InvAutoActTwoSided", "InvertibleConv1x1", "InvertibleLinear", "InvertibleSigmoid",
+    "LearnedElementwiseScaling", "LinearSpline", "Logit", "NICECouplingBlock",
+    "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock", "RationalQuadraticSpline",
     "Reshape", "Split", "actnorm_params_from_freia", "actnorm_params_to_freia",
     "iresnet_params_from_freia", "orthogonal_correction", "series_truncation_bound",
 ]  # fmt: skip
