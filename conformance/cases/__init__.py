@@ -118,6 +118,7 @@ def conv(activation: Activation = "relu", hidden: tuple[int, ...] = (6,)) -> fc.
 # the families register their cases on import
 from . import (  # noqa: E402, F401
     all_in_one,
+    autoregressive,
     couplings,
     elementwise,
     models,

@@ -1,6 +1,7 @@
 """Invertible transforms, a module per family; ``flowcore`` exports everything listed here."""
 
 from .all_in_one import AllInOneBlock
+from .autoregressive import MADE, MaskedAutoregressive
 from .couplings import (
     AffineCouplingOneSided,
     ConditionalAffineTransform,
@@ -48,8 +49,9 @@ __all__ = [
     "HaarDownsampling", "HaarUpsampling", "HouseholderPerm", "IResNetLayer",
     "IRevNetDownsampling", "IRevNetUpsampling", "InvAutoAct", "InvAutoActFixed",
     "InvAutoActTwoSided", "InvertibleConv1x1", "InvertibleLinear", "InvertibleSigmoid",
-    "LearnedElementwiseScaling", "LinearSpline", "Logit", "NICECouplingBlock",
-    "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock", "RationalQuadraticSpline",
-    "Reshape", "Split", "actnorm_params_from_freia", "actnorm_params_to_freia",
-    "iresnet_params_from_freia", "orthogonal_correction", "series_truncation_bound",
+    "LearnedElementwiseScaling", "LinearSpline", "Logit", "MADE", "MaskedAutoregressive",
+    "NICECouplingBlock", "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock",
+    "RationalQuadraticSpline", "Reshape", "Split", "actnorm_params_from_freia",
+    "actnorm_params_to_freia", "iresnet_params_from_freia", "orthogonal_correction",
+    "series_truncation_bound",
 ]  # fmt: skip
