@@ -180,6 +180,20 @@ def test_kernel_gradients_jax(inverse):
         grads = jax.grad(loss, argnums=(0, 1, 2, 3))(*(jnp.asarray(a, dtype) for a in (x, *args)))
         assert all(bool(jnp.isfinite(g).all()) for g in grads)
         assert bool(jnp.all(grads[0][x.size - 6 : x.size - 2] == 1.0))
+    # on a bound (inside the closed domain) the derivative is the spline's, from inside:
+    # jnp.clip's derivative there is 1/2, which a where-clamp avoids
+    on_bounds = np.array([bound, -bound])
+    at = [a[: on_bounds.size] for a in args]
+    grad = jax.grad(loss)(jnp.asarray(on_bounds), *(jnp.asarray(a) for a in at))
+
+    def numpy_loss(v):
+        y, ld = rq.unconstrained_rational_quadratic(XP, v, *at, inverse=inverse, tail_bound=bound)
+        return y + ld
+
+    h = 1e-7
+    step = h * np.sign(on_bounds)  # towards the inside
+    inside = (numpy_loss(on_bounds) - numpy_loss(on_bounds - step)) / step
+    np.testing.assert_allclose(np.asarray(grad), inside, rtol=1e-5, atol=1e-5)
 
 
 def test_kernel_errors():

@@ -37,6 +37,12 @@ class Case:
     seed: int = 0
     #: Adjusts the perturbed parameters, e.g. to mark a data-initialised layer initialised.
     prepare: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    #: Values written over the first elements of the first input (in C order): inputs on
+    #: a spline's knots and bounds, or far outside its domain.
+    special_inputs: tuple[float, ...] = ()
+    #: Why the loss is not differentiable in the parameters at these inputs (a spline's
+    #: log-det at a knot); the check against central differences is then not run.
+    not_smooth: str = ""
 
     def tree(self) -> Node:
         return build_tree(self.make(), self.inputs, self.conditions)
@@ -51,10 +57,14 @@ class Case:
         return self.prepare(params) if self.prepare is not None else params
 
     def data(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Float64 inputs and conditions, standard normal, with the batch axis."""
+        """Float64 inputs and conditions, standard normal (but :attr:`special_inputs`), with
+        the batch axis."""
         rng = np.random.default_rng([self.seed, 2])
         xs = [rng.standard_normal((self.batch, *s)) for s in self.inputs]
         cs = [rng.standard_normal((self.batch, *s)) for s in self.conditions]
+        if self.special_inputs:
+            flat = xs[0].reshape(-1)
+            flat[: len(self.special_inputs)] = self.special_inputs
         return xs, cs
 
 

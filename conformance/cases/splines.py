@@ -3,11 +3,15 @@ vectors (with and without a condition) and images, the linear spline coupling, a
 elementwise rational-quadratic spline with free parameters and conditioned.
 
 The inputs are standard normal, so with the default domain (-3, 3) some fall in the tails;
-a narrow domain in two cases puts many there. Inputs exactly on knots and bounds and far
-outside the domain are tested in ``tests/test_splines.py`` in every backend.
+a narrow domain in two cases puts many there. ``spline_elementwise_vec_knots`` puts inputs
+exactly on the knots and bounds and at |x| = 1e4 (its ``prepare`` keeps the x-knots on an
+equal grid while the heights and derivatives stay perturbed); ``tests/test_splines.py``
+tests such inputs in the couplings and at |x| = 1e30 in every backend.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 import flowcore as fc
 from flowcore.spec import Shape, Transform
@@ -62,4 +66,33 @@ _case(
     bins=3,
     identity_tails=True,
     domain_clamping=5.0,
+)
+
+
+#: ElementwiseRationalQuadraticSpline's knots case: K bins on the default domain (-3, 3).
+_KNOT_BINS = 4
+_KNOTS = tuple(-3.0 + 6.0 * k / _KNOT_BINS for k in range(_KNOT_BINS + 1))
+
+
+def _equal_x_bins(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Raw widths and left edges zero: the x-knots at -3 + 6k/K (FrEIA's raw layout per
+    channel: K widths, K heights, bottom, left, K - 1 derivatives)."""
+    raw = params["spline_parameters"].reshape(-1, 3 * _KNOT_BINS + 1).copy()
+    raw[:, :_KNOT_BINS] = 0.0
+    raw[:, 2 * _KNOT_BINS + 1] = 0.0
+    return {**params, "spline_parameters": raw.reshape(-1)}
+
+
+register(
+    Case(
+        "spline_elementwise_vec_knots",
+        lambda: sp.ElementwiseRationalQuadraticSpline(bins=_KNOT_BINS),
+        ((4,),),
+        prepare=_equal_x_bins,
+        special_inputs=(*_KNOTS, 1e4, -1e4, 3.0 + 1e-9),
+        # the spline is C1 but its log-det only C0 at a knot: moving a knot past an input
+        # changes the log-det's slope (one-sided derivatives differ by ~1e-3 here);
+        # autodiff takes one side, in every backend alike (gradients_agree checks that)
+        not_smooth="inputs on the knots, where the log-det has a kink in the parameters",
+    )
 )

@@ -176,7 +176,7 @@ def unconstrained_rational_quadratic(
             )
     bound = float(tail_bound)
     inside = (x >= -bound) & (x <= bound)
-    xc = xp.clip(x, -bound, bound)
+    xc = _clamp(xp, x, -bound, bound)
 
     edge = xp.zeros_like(xc)[..., None]  # (..., 1) zeros
 
@@ -278,6 +278,13 @@ def freia_knots(
     return knot_x, knot_y, xp.concat([slope, interior, slope], axis=-1)
 
 
+def _clamp(xp: Namespace, x: Array, low: Array | float, high: Array | float) -> Array:
+    """``x`` clipped into ``[low, high]`` with ``where``: an input on a bound keeps the
+    derivative 1 (``jnp.clip``, a max and a min, gives 1/2 there), one outside gets 0."""
+    zero = xp.zeros_like(x)
+    return xp.where(x < low, zero + low, xp.where(x > high, zero + high, x))
+
+
 def _freia_bins(xp: Namespace, x: Array, knots: Array) -> tuple[Array, Array, Array, Array, Array]:
     """FrEIA's binning: inside is ``knots[0] < x <= knots[K]`` and an input on a knot falls
     into the bin to its left; ``x`` is clipped into the domain first (the clipped lower edge
@@ -286,7 +293,7 @@ def _freia_bins(xp: Namespace, x: Array, knots: Array) -> tuple[Array, Array, Ar
     bins = int(knots.shape[-1]) - 1
     first, last = _last(knots, 0, 1), _last(knots, bins)
     inside = (x > first[..., 0]) & (x <= last[..., 0])
-    xc = xp.clip(x, first[..., 0], last[..., 0])
+    xc = _clamp(xp, x, first[..., 0], last[..., 0])
     xe = xc[..., None]
     lower = _last(knots, 0, bins)
     # the first bin also takes the lower edge itself (the clipped lower tail)
