@@ -26,6 +26,8 @@ ENV_XFAILS = "FLOWCORE_CONFORMANCE_XFAILS"
 #: The cases the pytest suite runs: a name pattern, ``all`` (the default) or
 #: ``representative`` (:func:`flowcore.conformance.cases.representative`).
 ENV_CASES = "FLOWCORE_CONFORMANCE_CASES"
+#: The dtypes each case runs in: comma-separated (default both), or ``alternate``.
+ENV_DTYPES = "FLOWCORE_CONFORMANCE_DTYPES"
 DTYPES = ("float32", "float64")
 #: Devices every backend is asked about; one it lacks is reported as not run.
 KNOWN_DEVICES = ("cpu", "cuda", "tpu")
@@ -165,6 +167,19 @@ def _with_xfail(item: Item, xfails: dict[str, str]) -> Item:
         if fnmatch.fnmatchcase(item.key, pattern):
             return dataclasses.replace(item, xfail=reason)
     return item
+
+
+def case_dtypes(cases: Sequence[Case], spec: str | None) -> list[tuple[Case, tuple[str, ...]]]:
+    """Each case with the dtypes it runs in: ``spec`` comma-separated dtypes (default
+    :data:`DTYPES`), or ``alternate``: float32 and float64 in turn, case by case, so that a
+    slice of the cases halves its time and still runs each dtype."""
+    if spec == "alternate":
+        return [(case, (DTYPES[i % len(DTYPES)],)) for i, case in enumerate(cases)]
+    dtypes = tuple(d.strip() for d in spec.split(",") if d.strip()) if spec else DTYPES
+    unknown = sorted(set(dtypes) - set(DTYPES))
+    if unknown:
+        raise ValueError(f"${ENV_DTYPES}: unknown dtypes {unknown}; known: {list(DTYPES)}")
+    return [(case, dtypes) for case in cases]
 
 
 def single_items(

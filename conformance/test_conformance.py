@@ -4,7 +4,9 @@ Backends: ``$FLOWCORE_TEST_BACKENDS`` (comma-separated), default every installed
 requested backend that is not installed, and a device a backend lacks, are skipped with the
 reason (not run, never passed). Keras runs on the process' ``KERAS_BACKEND``, named in the
 ids (``keras.tensorflow``). Cases: ``$FLOWCORE_CONFORMANCE_CASES`` (a name pattern, ``all``
-or ``representative``), default all. Known divergences are strict xfails listed in ``xfails.txt``.
+or ``representative``), default all; dtypes: ``$FLOWCORE_CONFORMANCE_DTYPES``
+(comma-separated, or ``alternate``: one per case in turn), default both. Known divergences
+are strict xfails listed in ``xfails.txt``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from flowcore.conformance import cases, checks, plan
 SELECTION = plan.select_backends()
 XFAILS = plan.load_xfails()
 CASES = cases.select(os.environ.get(plan.ENV_CASES))
+PLAN = plan.case_dtypes(CASES, os.environ.get(plan.ENV_DTYPES))
+SINGLE = [i for c, d in PLAN for i in plan.single_items(SELECTION, [c], d, XFAILS)]
+PAIRS = (
+    [i for c, d in PLAN for i in plan.pair_items(SELECTION, [c], d, XFAILS)]
+    if len(SELECTION.loaded) >= 2
+    else list(plan.pair_items(SELECTION, CASES, plan.DTYPES, XFAILS))  # one not-run each
+)
 
 
 def _params(items) -> list:
@@ -47,11 +56,11 @@ def test_backend_loads(name):
     assert problem is None, problem
 
 
-@pytest.mark.parametrize("item", _params(plan.single_items(SELECTION, CASES, plan.DTYPES, XFAILS)))
+@pytest.mark.parametrize("item", _params(SINGLE))
 def test_backend(item):
     _run(item)
 
 
-@pytest.mark.parametrize("item", _params(plan.pair_items(SELECTION, CASES, plan.DTYPES, XFAILS)))
+@pytest.mark.parametrize("item", _params(PAIRS))
 def test_cross_backend(item):
     _run(item)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from flowcore.conformance import cases
 
 import flowcore as fc
@@ -32,3 +33,16 @@ def test_the_representative_slice_covers_what_every_case_covers_with_fewer_cases
     every, chosen = cases.select("all"), cases.select("representative")
     assert _covered(chosen) == _covered(every)
     assert set(c.name for c in chosen) < set(c.name for c in every)
+
+
+def test_alternating_dtypes_run_each_dtype_and_unknown_ones_are_refused():
+    from flowcore.conformance import plan
+
+    chosen = cases.select("representative")
+    alternate = plan.case_dtypes(chosen, "alternate")
+    assert [c for c, _ in alternate] == chosen
+    assert {d for _, (d,) in alternate} == set(plan.DTYPES)
+    assert plan.case_dtypes(chosen[:1], None) == [(chosen[0], plan.DTYPES)]
+    assert plan.case_dtypes(chosen[:1], "float64") == [(chosen[0], ("float64",))]
+    with pytest.raises(ValueError, match="float16"):
+        plan.case_dtypes(chosen, "float16")
