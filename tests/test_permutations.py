@@ -72,20 +72,7 @@ def _jacobian_log_det(reference, x0, cs=()):
     return np.linalg.slogdet(np.stack(columns, axis=1))[1]
 
 
-# -- FrEIA 0.2 as the oracle --------------------------------------------------------------
-
-
-@pytest.fixture
-def freia():
-    """FrEIA 0.2's modules with torch's default dtype float64 while the test runs."""
-    torch = pytest.importorskip("torch", reason="FrEIA 0.2 as oracle needs torch")
-    pytest.importorskip("FrEIA", reason="FrEIA 0.2 as oracle: pip install 'flowcore[freia]'")
-    import FrEIA.modules as fm
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield fm
-    torch.set_default_dtype(previous)
+# -- FrEIA 0.2 as the oracle (the `freia` fixture: conftest.py) ---------------------------
 
 
 def _freia_call(module, x, cs=(), rev=False):
