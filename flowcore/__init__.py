@@ -17,7 +17,16 @@ from .api import (
 from .backend import BackendInfo, installed_backends, register
 from .errors import BackendError, FlowError, ParameterError, ShapeError
 from .io import load, save
-from .models import Inverse, SequenceINN
+from .models import (
+    ConditionNode,
+    FeedForwardNode,
+    GraphINN,
+    InputNode,
+    Inverse,
+    Node,
+    OutputNode,
+    SequenceINN,
+)
 from .options import OptionError
 from .reference import Reference
 from .spec import (
@@ -33,13 +42,14 @@ from .spec import (
 )
 from .subnets import MLP, Conv2d, ConvNet, Linear
 from .transforms import *  # noqa: F403
-from .tree import Node, build_tree, initial_params
+from .tree import build_tree, initial_params
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLP", "BackendError", "BackendInfo", "Child", "Context", "Conv2d", "ConvNet", "FlowError",
-    "Inverse", "Linear", "NativeSubnet", "Node", "OptionError", "ParamSpec", "ParameterError",
+    "MLP", "BackendError", "BackendInfo", "Child", "ConditionNode", "Context", "Conv2d",
+    "ConvNet", "FeedForwardNode", "FlowError", "GraphINN", "InputNode", "Inverse", "Linear",
+    "NativeSubnet", "Node", "OptionError", "OutputNode", "ParamSpec", "ParameterError",
     "Reference", "SequenceINN", "ShapeError", "Signature", "SimpleTransform", "Spec", "Subnet",
     "Transform",
     "backend_of", "build", "build_tree", "get_backend", "get_params", "initial_params",

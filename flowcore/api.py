@@ -43,8 +43,8 @@ def get_backend(name: str | None = None) -> Backend:
 
 def build(
     spec: Transform,
-    input_shape: Any,
-    cond_shapes: Sequence[Sequence[int]] = (),
+    input_shape: Any = None,
+    cond_shapes: Sequence[Sequence[int]] | None = None,
     *,
     backend: str | None = None,
     seed: int = 0,
@@ -55,10 +55,16 @@ def build(
 
     ``input_shape`` is one shape ``(8,)`` or a list of shapes; ``cond_shapes`` lists the
     condition shapes. The same ``seed`` gives bit-identical initial parameters in every
-    backend.
+    backend. A transform that fixes its own shapes (a :class:`~flowcore.GraphINN`) needs
+    neither ``input_shape`` nor ``cond_shapes``.
     """
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    fixed = spec.default_shapes() if isinstance(spec, Transform) else None
+    if input_shape is None and fixed is not None:
+        input_shape = fixed[0]
+    if cond_shapes is None:
+        cond_shapes = fixed[1] if fixed is not None else ()
     tree = build_tree(spec, normalize_shapes(input_shape), [tuple(c) for c in cond_shapes])
     chosen = get_backend(backend)
     return chosen.build(tree, initial_params(tree, seed), dtype, device, seed)

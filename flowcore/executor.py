@@ -78,6 +78,20 @@ def _check_arrays(
 _FLOAT_KEYS: set[tuple[type, Any]] = set()
 
 
+def check_call(
+    node: Node, xs: Sequence[Array], cs: Sequence[Array], rev: Any, jac: Any
+) -> tuple[bool, bool]:
+    """Check a call's flags, inputs and conditions against the node's signature; returns
+    the flags as bools."""
+    if type(rev) is not bool or type(jac) is not bool:  # np.bool_ passes the slow check
+        check_flags(rev, jac)
+        rev, jac = bool(rev), bool(jac)
+    sig = node.signature
+    _check_arrays(node, "output" if rev else "input", xs, sig.outputs if rev else sig.inputs)
+    _check_arrays(node, "condition", cs, sig.conditions)
+    return rev, jac
+
+
 def run_node(
     node: Node,
     xp: Namespace,
@@ -95,12 +109,7 @@ def run_node(
     the node's own parameter updates by local name.
     """
     spec: Transform = node.spec  # type: ignore[assignment]  # build_tree binds transforms
-    if type(rev) is not bool or type(jac) is not bool:  # np.bool_ passes the slow check
-        check_flags(rev, jac)
-        rev, jac = bool(rev), bool(jac)
-    sig = node.signature
-    _check_arrays(node, "output" if rev else "input", xs, sig.outputs if rev else sig.inputs)
-    _check_arrays(node, "condition", cs, sig.conditions)
+    rev, jac = check_call(node, xs, cs, rev, jac)
     ctx = Context(xp, params, children, jac, draw, node)
     ys, log_det = spec.run(ctx, list(xs), list(cs), rev)
     if not jac:

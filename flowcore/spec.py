@@ -267,6 +267,28 @@ class Transform(Spec):
         """Shape inference: the output shapes for these input and condition shapes."""
         return tuple(tuple(s) for s in inputs)
 
+    def input_shapes(
+        self, outputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        """Inverse shape inference: the input shapes whose outputs have these shapes, which
+        :class:`~flowcore.Inverse` needs. The default answers for transforms that keep
+        shapes; a transform that changes them and can tell overrides it."""
+        from .errors import ShapeError
+
+        outs = tuple(tuple(s) for s in outputs)
+        try:
+            same = self.signature(outs, conditions).outputs == outs
+        except (ShapeError, ValueError):
+            same = False
+        if not same:
+            raise ShapeError(f"{self.label}: cannot tell its input shapes from its outputs {outs}")
+        return outs
+
+    def default_shapes(self) -> tuple[tuple[Shape, ...], tuple[Shape, ...]] | None:
+        """The input and condition shapes the transform fixes itself (a graph's input and
+        condition nodes), used when :func:`flowcore.build` is given none; None otherwise."""
+        return None
+
     def signature(
         self, inputs: Sequence[Sequence[int]], conditions: Sequence[Sequence[int]] = ()
     ) -> Signature:

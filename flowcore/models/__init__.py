@@ -1,6 +1,11 @@
 """Models: transforms made of transforms."""
 
 from .builder import SequenceBuilder
+from .graph import GraphINN
+from .nodes import ConditionNode, FeedForwardNode, InputNode, Node, OutputNode
 from .sequence import Inverse, SequenceINN
 
-__all__ = ["Inverse", "SequenceBuilder", "SequenceINN"]
+__all__ = [
+    "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Inverse", "Node",
+    "OutputNode", "SequenceBuilder", "SequenceINN",
+]  # fmt: skip

@@ -92,6 +92,14 @@ class SequenceINN(Transform):
             shapes = t.signature(shapes, self._conditions_of(i, conditions)).outputs
         return shapes
 
+    def input_shapes(
+        self, outputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        shapes = tuple(outputs)
+        for i in reversed(range(len(self.transforms))):
+            shapes = self.transforms[i].input_shapes(shapes, self._conditions_of(i, conditions))
+        return shapes
+
     def children(self, sig: Signature) -> Sequence[Child]:
         shapes, out = sig.inputs, []
         for i, t in enumerate(self.transforms):
@@ -125,15 +133,19 @@ class SequenceINN(Transform):
 
 
 class Inverse(Transform):
-    r"""The inverse :math:`f^{-1}` of a shape-preserving transform :math:`f`.
+    r"""The inverse :math:`f^{-1}` of a transform :math:`f`.
 
     Forward runs ``f.inverse`` (log-det :math:`-\log|\det J_f|` at :math:`f^{-1}(y)`),
-    inverse runs ``f.forward``. Its one child, ``"inner"``, is ``f``.
+    inverse runs ``f.forward``. Its inputs are the outputs of ``f``, whose input shapes
+    ``f.input_shapes`` tells (it can for transforms that keep shapes, sequences and graphs).
+    Its one child, ``"inner"``, is ``f``.
     """
 
     def __init__(self, inner: Transform) -> None:
+        if not isinstance(inner, Transform):
+            raise TypeError(f"Inverse: expected a Transform spec, got {type(inner).__name__}")
         self.inner = inner
-        self.n_inputs = inner.n_inputs
+        self.n_inputs = getattr(inner, "n_outputs", inner.n_inputs)
 
     def __repr__(self) -> str:
         return f"Inverse({self.inner!r})"
@@ -154,12 +166,21 @@ class Inverse(Transform):
     def output_shapes(
         self, inputs: Sequence[Shape], conditions: Sequence[Shape]
     ) -> tuple[Shape, ...]:
-        if tuple(self.inner.output_shapes(inputs, conditions)) != tuple(inputs):
-            raise ShapeError(f"{self.label}: only shape-preserving transforms can be inverted")
-        return tuple(inputs)
+        return tuple(self.inner.input_shapes(inputs, conditions))
+
+    def input_shapes(
+        self, outputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        return tuple(self.inner.output_shapes(outputs, conditions))
+
+    def default_shapes(self) -> tuple[tuple[Shape, ...], tuple[Shape, ...]] | None:
+        shapes = self.inner.default_shapes()
+        if shapes is None:
+            return None
+        return tuple(self.inner.output_shapes(*shapes)), shapes[1]
 
     def children(self, sig: Signature) -> Sequence[Child]:
-        return (Child("inner", self.inner, sig.inputs, sig.conditions),)
+        return (Child("inner", self.inner, sig.outputs, sig.conditions),)
 
     def forward(
         self, ctx: Context, xs: Sequence[Array], cs: Sequence[Array]
