@@ -4,7 +4,8 @@ A backend's module class mixes in :class:`NodeModule` and supplies a few hooks o
 glue (make a variable, hold a child, read and write values, draw random numbers); this class
 turns a bound :class:`~flowcore.tree.Node` into that module tree, runs it through
 :func:`flowcore.executor.run_node` and writes state updates back. :class:`ImperativeSequence`
-is FrEIA's ``SequenceINN(*dims).append(...)`` on top of it, for every backend.
+is FrEIA's ``SequenceINN(*dims).append(...)`` on top of it, and :class:`ImperativeGraph`
+FrEIA's ``GraphINN(node_list)``, for every backend.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from .errors import ShapeError
-from .executor import run_node
-from .models import SequenceBuilder
-from .spec import Array, Draw, Namespace, ParamSpec, Transform
-from .tree import Node, initial_params
+from .executor import check_call, run_node
+from .models import GraphINN, SequenceBuilder
+from .models.nodes import GraphNode
+from .spec import Array, Context, Draw, Namespace, ParamSpec, Transform
+from .tree import Node, build_tree, initial_params
 
 
 def as_list(
@@ -219,3 +221,88 @@ class ImperativeSequence(NodeModule):
         if self.force_tuple_output and not isinstance(z, tuple):
             z = (z,)
         return z, log_det
+
+
+class ImperativeGraph(NodeModule):
+    """FrEIA's ``GraphINN(node_list, force_tuple_output=False)`` on top of a backend module.
+
+    The nodes are flowcore's (:mod:`flowcore.models.nodes`); each node's module is a child
+    registered under the node's name. A call returns one array for a graph with one output
+    (unless ``force_tuple_output``), else a tuple; ``intermediate_outputs=True`` returns every
+    variable by ``(node, output index)`` and each transform node's log-det by node instead.
+    Hook beyond :class:`NodeModule`'s: :meth:`_random_seed`.
+    """
+
+    graph: GraphINN
+    node_list: list[GraphNode]
+    force_tuple_output: bool
+
+    def _random_seed(self) -> int:
+        raise NotImplementedError
+
+    @staticmethod
+    def _graph_tree(node_list: Any) -> Node:
+        graph = GraphINN(node_list)
+        return build_tree(graph, graph.input_dims, graph.condition_dims)
+
+    def _graph_init(
+        self, node_list: Any, tree: Node, force_tuple_output: bool, verbose: bool
+    ) -> None:
+        self.graph = tree.spec  # type: ignore[assignment]
+        self.node_list = list(node_list)
+        self.force_tuple_output = force_tuple_output
+        if verbose:
+            from .models.picture import graph_text
+
+            print(graph_text(self.graph))
+
+    def _initial(self, tree: Node, seed: int | None) -> tuple[dict[str, np.ndarray], int]:
+        seed = seed if seed is not None else self._random_seed()
+        return initial_params(tree, seed), seed
+
+    @property
+    def _names(self) -> dict[int, str]:
+        return {id(n): name for n, name in zip(self.node_list, self.graph.names, strict=True)}
+
+    @property
+    def in_nodes(self) -> list[GraphNode]:
+        return [n for n in self.node_list if n.kind == "input"]
+
+    @property
+    def condition_nodes(self) -> list[GraphNode]:
+        return [n for n in self.node_list if n.kind == "condition"]
+
+    @property
+    def out_nodes(self) -> list[GraphNode]:
+        return [n for n in self.node_list if n.kind == "output"]
+
+    def get_node_by_name(self, name: str) -> GraphNode | None:
+        """The node named ``name`` (its given name, or the graph's default), or None."""
+        return next((n for n in self.node_list if self._names[id(n)] == name), None)
+
+    def get_module_by_name(self, name: str) -> Any:
+        """The module of the node named ``name``, or None."""
+        return self._children().get(name)
+
+    def call_graph(
+        self, x: Any, c: Any, rev: bool, jac: bool, intermediate_outputs: bool
+    ) -> tuple[Any, Any]:
+        xs = as_list(x, "input", self._is_array, self._convert)
+        cs = as_list(c, "condition", self._is_array, self._convert)
+        if intermediate_outputs:
+            return self._intermediates(xs, cs, rev, jac)
+        ys, log_det = self.run(xs, cs, rev, jac)
+        return (ys[0] if len(ys) == 1 and not self.force_tuple_output else tuple(ys)), log_det
+
+    def _intermediates(
+        self, xs: list[Array], cs: list[Array], rev: bool, jac: bool
+    ) -> tuple[dict[tuple[GraphNode, int], Array], dict[GraphNode, Array]]:
+        tree = self.flowcore_tree
+        rev, jac = check_call(tree, xs, cs, rev, jac)
+        ctx = Context(self.xp, self._values(), self._callables(), jac, None, tree)
+        results, log_dets, values = self.graph.evaluate(ctx, xs, cs, rev)
+        by_name = {name: n for n, name in zip(self.node_list, self.graph.names, strict=True)}
+        outs = {(by_name[name], k): v for (name, k), v in values.items()}
+        for node, value in zip(self.in_nodes if rev else self.out_nodes, results, strict=True):
+            outs[(node, 0)] = value
+        return outs, {by_name[name]: v for name, v in log_dets.items()}

@@ -6,10 +6,21 @@ and vmap, and FrEIA's API by changing an import.
 ``Fj.init(spec, (8,))`` and ``Fj.functional(flow)`` give ``(apply, params)``.
 """
 
-from flowcore import MLP, AllInOneBlock, ConvNet, Inverse
+from flowcore import (
+    MLP,
+    AllInOneBlock,
+    ConditionNode,
+    ConvNet,
+    FeedForwardNode,
+    InputNode,
+    Inverse,
+    Node,
+    OutputNode,
+)
 
 from .backend import BACKEND, JaxBackend
 from .functional import functional, init
+from .graph import GraphINN
 from .modules import Buffer, FlowModule, SubnetModule
 from .namespace import XP
 from .sequence import SequenceINN
@@ -17,4 +28,5 @@ from .sequence import SequenceINN
 __all__ = [
     "BACKEND", "MLP", "XP", "AllInOneBlock", "Buffer", "ConvNet", "FlowModule", "Inverse",
     "JaxBackend", "SequenceINN", "SubnetModule", "functional", "init",
+    "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Node", "OutputNode",
 ]  # fmt: skip

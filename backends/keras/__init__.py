@@ -6,9 +6,20 @@ specs (``Ff.AllInOneBlock``), with native ``subnet_constructor(c_in, c_out)`` su
 returning Keras layers; ``Ff.DensityModel(flow)`` trains a flow by maximum likelihood.
 """
 
-from flowcore import MLP, AllInOneBlock, ConvNet, Inverse
+from flowcore import (
+    MLP,
+    AllInOneBlock,
+    ConditionNode,
+    ConvNet,
+    FeedForwardNode,
+    InputNode,
+    Inverse,
+    Node,
+    OutputNode,
+)
 
 from .backend import BACKEND, KerasBackend
+from .graph import GraphINN
 from .layers import FlowLayer, SubnetLayer
 from .sequence import SequenceINN
 from .training import DensityModel, negative_log_likelihood
@@ -16,4 +27,5 @@ from .training import DensityModel, negative_log_likelihood
 __all__ = [
     "BACKEND", "MLP", "AllInOneBlock", "ConvNet", "DensityModel", "FlowLayer", "Inverse",
     "KerasBackend", "SequenceINN", "SubnetLayer", "negative_log_likelihood",
+    "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Node", "OutputNode",
 ]  # fmt: skip

@@ -4,13 +4,25 @@
 specs (``Ff.AllInOneBlock``), with native ``subnet_constructor(c_in, c_out)`` subnets.
 """
 
-from flowcore import MLP, AllInOneBlock, ConvNet, Inverse
+from flowcore import (
+    MLP,
+    AllInOneBlock,
+    ConditionNode,
+    ConvNet,
+    FeedForwardNode,
+    InputNode,
+    Inverse,
+    Node,
+    OutputNode,
+)
 
 from .backend import BACKEND, TorchBackend
+from .graph import GraphINN
 from .modules import FlowModule, SubnetModule
 from .sequence import SequenceINN
 
 __all__ = [
     "BACKEND", "MLP", "AllInOneBlock", "ConvNet", "FlowModule", "Inverse", "SequenceINN",
     "SubnetModule", "TorchBackend",
+    "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Node", "OutputNode",
 ]  # fmt: skip
