@@ -112,6 +112,11 @@ class IRevNetDownsampling(SimpleTransform):
     def output_shape(self, shape: Shape, conditions: Sequence[Shape]) -> Shape:
         return _image(self.label, shape, conditions, up=False)
 
+    def input_shapes(
+        self, outputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        return (_image(self.label, outputs[0], conditions, up=True),)
+
     def forward(self, ctx: Context, x: Array, cs: Sequence[Array]) -> tuple[Array, Any]:
         return space_to_depth(ctx.xp, x, self.legacy_backend), 0.0
 
@@ -135,6 +140,11 @@ class IRevNetUpsampling(SimpleTransform):
 
     def output_shape(self, shape: Shape, conditions: Sequence[Shape]) -> Shape:
         return _image(self.label, shape, conditions, up=True)
+
+    def input_shapes(
+        self, outputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        return (_image(self.label, outputs[0], conditions, up=False),)
 
     def forward(self, ctx: Context, x: Array, cs: Sequence[Array]) -> tuple[Array, Any]:
         return depth_to_space(ctx.xp, x, self.legacy_backend), 0.0
@@ -237,6 +247,11 @@ class HaarDownsampling(_Haar):
     def output_shape(self, shape: Shape, conditions: Sequence[Shape]) -> Shape:
         return _image(self.label, shape, conditions, up=False)
 
+    def input_shapes(
+        self, outputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        return (_image(self.label, outputs[0], conditions, up=True),)
+
     def forward(self, ctx: Context, x: Array, cs: Sequence[Array]) -> tuple[Array, Any]:
         return self._down(ctx, x)
 
@@ -258,6 +273,11 @@ class HaarUpsampling(_Haar):
 
     def output_shape(self, shape: Shape, conditions: Sequence[Shape]) -> Shape:
         return _image(self.label, shape, conditions, up=True)
+
+    def input_shapes(
+        self, outputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        return (_image(self.label, outputs[0], conditions, up=False),)
 
     def forward(self, ctx: Context, x: Array, cs: Sequence[Array]) -> tuple[Array, Any]:
         return self._up(ctx, x)
@@ -403,6 +423,20 @@ class Split(Transform):
                 f"{self.label}: option section_sizes must be an int, a non-empty tuple of "
                 "ints or None, got ()"
             )
+
+    @property
+    def n_outputs(self) -> int:
+        """How many outputs it makes (what :class:`~flowcore.Inverse` takes as inputs)."""
+        sizes = self.section_sizes
+        return self.n_sections if sizes is None else 2 if isinstance(sizes, int) else len(sizes)
+
+    def input_shapes(
+        self, outputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        (shape,) = Concat(self.dim).output_shapes(outputs, conditions)
+        if tuple(self.output_shapes([shape], conditions)) != tuple(map(tuple, outputs)):
+            raise ShapeError(f"{self.label}: cannot make the outputs {list(outputs)}")
+        return (shape,)
 
     def sections(self, length: int) -> tuple[int, ...]:
         """The section sizes for an input of ``length`` on ``dim``."""
