@@ -26,6 +26,7 @@ from .models import (
     Node,
     OutputNode,
     SequenceINN,
+    collect_nodes,
 )
 from .options import OptionError
 from .reference import Reference
@@ -52,8 +53,8 @@ __all__ = [
     "NativeSubnet", "Node", "OptionError", "OutputNode", "ParamSpec", "ParameterError",
     "Reference", "SequenceINN", "ShapeError", "Signature", "SimpleTransform", "Spec", "Subnet",
     "Transform",
-    "backend_of", "build", "build_tree", "get_backend", "get_params", "initial_params",
-    "installed_backends", "load", "reference", "register", "save", "set_backend", "set_params",
-    "tree_of",
+    "backend_of", "build", "build_tree", "collect_nodes", "get_backend", "get_params",
+    "initial_params", "installed_backends", "load", "reference", "register", "save",
+    "set_backend", "set_params", "tree_of",
 ]  # fmt: skip
 __all__ += transforms.__all__

@@ -2,10 +2,17 @@
 
 from .builder import SequenceBuilder
 from .graph import GraphINN
-from .nodes import ConditionNode, FeedForwardNode, InputNode, Node, OutputNode
+from .nodes import (
+    ConditionNode,
+    FeedForwardNode,
+    InputNode,
+    Node,
+    OutputNode,
+    collect_nodes,
+)
 from .sequence import Inverse, SequenceINN
 
 __all__ = [
     "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Inverse", "Node",
-    "OutputNode", "SequenceBuilder", "SequenceINN",
+    "OutputNode", "SequenceBuilder", "SequenceINN", "collect_nodes",
 ]  # fmt: skip

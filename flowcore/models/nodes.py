@@ -309,3 +309,18 @@ class FeedForwardNode(GraphNode):
         if isinstance(self.spec, Subnet):
             self.spec.validate(self.condition_dims[0], self.module_output_dims)
         return [self.module_output_dims]
+
+
+def collect_nodes(*start: GraphNode) -> list[GraphNode]:
+    """Every node reachable from ``start`` (the input nodes, usually): through the nodes that
+    take their outputs and the nodes they read conditions from, in the order found."""
+    found: list[GraphNode] = []
+    pending = list(start)
+    while pending:
+        node = pending.pop(0)
+        if any(node is n for n in found):
+            continue
+        found.append(node)
+        pending += [t[0] for t in node.outputs if t is not None]
+        pending += [n for n, _ in node.conditions]
+    return found
