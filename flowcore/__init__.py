@@ -27,6 +27,9 @@ from .models import (
     OutputNode,
     SequenceINN,
     collect_nodes,
+    draw_graph,
+    graph_dot,
+    graph_text,
 )
 from .options import OptionError
 from .reference import Reference
@@ -53,8 +56,8 @@ __all__ = [
     "NativeSubnet", "Node", "OptionError", "OutputNode", "ParamSpec", "ParameterError",
     "Reference", "SequenceINN", "ShapeError", "Signature", "SimpleTransform", "Spec", "Subnet",
     "Transform",
-    "backend_of", "build", "build_tree", "collect_nodes", "get_backend", "get_params",
-    "initial_params", "installed_backends", "load", "reference", "register", "save",
-    "set_backend", "set_params", "tree_of",
+    "backend_of", "build", "build_tree", "collect_nodes", "draw_graph", "get_backend",
+    "get_params", "graph_dot", "graph_text", "initial_params", "installed_backends", "load",
+    "reference", "register", "save", "set_backend", "set_params", "tree_of",
 ]  # fmt: skip
 __all__ += transforms.__all__

@@ -10,9 +10,11 @@ from .nodes import (
     OutputNode,
     collect_nodes,
 )
+from .picture import draw_graph, graph_dot, graph_text
 from .sequence import Inverse, SequenceINN
 
 __all__ = [
     "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Inverse", "Node",
-    "OutputNode", "SequenceBuilder", "SequenceINN", "collect_nodes",
+    "OutputNode", "SequenceBuilder", "SequenceINN", "collect_nodes", "draw_graph", "graph_dot",
+    "graph_text",
 ]  # fmt: skip
