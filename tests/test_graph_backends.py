@@ -139,24 +139,30 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     model = ft.GraphINN(graph_nodes(), seed=0, dtype=torch.float64)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
-    _train(ddp, model, rank, world)
-    torch.save({k: v.clone() for k, v in model.state_dict().items()}, f"{out_dir}/{rank}.pt")
+    grads = _train(ddp, model, rank, world)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.save({"state": state, "grads": grads}, f"{out_dir}/{rank}.pt")
     dist.destroy_process_group()
 
 
-def _train(module, model, rank: int, world: int) -> None:
-    """Three Adam steps on this rank's share of a fixed batch, the loss the mean NLL."""
+def _train(module, model, rank: int, world: int) -> dict:
+    """Three Adam steps on this rank's share of a fixed batch, the loss the mean NLL; returns
+    the gradients of the first step."""
     import torch
 
     x, c = (torch.tensor(v) for v in _batch())
     share = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(3):
+    first = {}
+    for step in range(3):
         opt.zero_grad()
         zs, log_det = module(x[share], c[share])
         loss = (sum(0.5 * (z**2).sum(1) for z in zs) - log_det).mean()
         loss.backward()
+        if step == 0:
+            first = {n: p.grad.clone() for n, p in model.named_parameters()}
         opt.step()
+    return first
 
 
 def _batch() -> tuple[np.ndarray, np.ndarray]:
@@ -179,11 +185,14 @@ def test_torch_graph_trains_under_ddp_as_in_one_process(tmp_path):
         join=True,
     )
     single = ft.GraphINN(graph_nodes(), seed=0, dtype=torch.float64)
-    _train(single, single, 0, 1)
+    want_grads = _train(single, single, 0, 1)
     want = single.state_dict()
     for rank in range(2):
-        got = torch.load(tmp_path / f"{rank}.pt")
-        assert set(got) == set(want)
+        saved = torch.load(tmp_path / f"{rank}.pt")
+        got, grads = saved["state"], saved["grads"]
+        assert set(got) == set(want) and set(grads) == set(want_grads)
+        for name in want_grads:  # DDP's all-reduced mean of the two halves' gradients
+            torch.testing.assert_close(grads[name], want_grads[name], rtol=0, atol=ATOL)
         for name in want:
             torch.testing.assert_close(got[name], want[name], rtol=0, atol=ATOL, msg=name)
     moved = max(float((want[k] - v).abs().max()) for k, v in _initial_state().items())
