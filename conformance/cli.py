@@ -83,7 +83,7 @@ def _grouped(outcomes: Sequence[plan.Outcome], columns: Sequence[str]) -> list[l
 #: Checks against the float64 reference that the per-transform table summarises.
 TRANSFORM_CHECKS = ("forward", "inverse", "roundtrip")
 #: Composite transforms: a case's row goes to the transforms they hold instead.
-CONTAINERS = ("SequenceINN", "Inverse")
+CONTAINERS = ("SequenceINN", "Inverse", "GraphINN")
 
 
 def _transforms(case: str) -> list[str]:

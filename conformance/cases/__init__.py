@@ -126,7 +126,7 @@ def conv(activation: Activation = "relu", hidden: tuple[int, ...] = (6,)) -> fc.
 
 
 # the families register their cases on import
-from . import (  # noqa: E402, F401
+from . import (  # noqa: E402, F401, I001
     all_in_one,
     autoregressive,
     couplings,
@@ -138,3 +138,7 @@ from . import (  # noqa: E402, F401
     residual,
     splines,
 )
+
+# the graphs' cases last, as they compose the families' transforms: registration order is
+# the order in which the representative slice takes a case of each transform
+from . import graphs  # noqa: E402, F401

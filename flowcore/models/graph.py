@@ -141,28 +141,37 @@ class GraphINN(Transform):
         return (self.records, self.input_names, self.condition_names, self.output_names)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "nodes": [self._by_name[n].as_config() for n in self._construction_order()],
-            "inputs": self.input_names,
-            "conditions": self.condition_names,
-            "outputs": self.output_names,
-        }
+        """The nodes in list order, which orders the inputs, conditions and outputs."""
+        return {"nodes": [r.as_config() for r in self.records]}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> GraphINN:
+        entries = {str(entry[1]): entry for entry in config["nodes"]}
+        if len(entries) != len(config["nodes"]):
+            names = [str(entry[1]) for entry in config["nodes"]]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ShapeError(f"GraphINN config: nodes {twice} are listed more than once")
+        reads = {name: {str(n) for n, _ in [*e[3], *e[4]]} for name, e in entries.items()}
+        for name, needed in reads.items():
+            if needed - entries.keys():
+                raise ShapeError(
+                    f"GraphINN config: node {name!r} reads {sorted(needed - entries.keys())}, "
+                    "which the config does not list"
+                )
+        try:  # a node is made from the nodes it reads, so those first
+            order = list(graphlib.TopologicalSorter(reads).static_order())
+        except graphlib.CycleError as err:
+            cycle = " -> ".join(repr(n) for n in err.args[1])
+            raise ShapeError(
+                f"GraphINN config: the nodes read each other in a cycle: {cycle}"
+            ) from None
         made: dict[str, GraphNode] = {}
-        for kind, name, spec, inputs, conditions, dims in config["nodes"]:
+        for name in order:
+            kind, _, spec, inputs, conditions, dims = entries[name]
             ins = [made[str(n)].__getattr__(f"out{i}") for n, i in inputs]
             conds = [made[str(n)].__getattr__(f"out{i}") for n, i in conditions]
             made[name] = _NODE_MAKERS[kind](spec, ins, conds, tuple(dims), name)
-        order = [*config["inputs"], *config["conditions"]]
-        rest = [n for n in made if n not in order and n not in config["outputs"]]
-        return cls([made[n] for n in [*order, *rest, *config["outputs"]]])
-
-    def _construction_order(self) -> list[str]:
-        """Inputs and conditions, then the steps in forward order, then the outputs."""
-        given = [r.name for r in self.records if r.kind in ("input", "condition")]
-        return [*given, *self.forward_order, *self.output_names]
+        return cls([made[n] for n in entries])
 
     # -- topology -----------------------------------------------------------------------------
     def _producer(self, edge: Edge, rev: bool) -> str | None:
@@ -193,10 +202,14 @@ class GraphINN(Transform):
             needs[r.name] = {
                 p for e in reads if (p := self._producer(e, rev)) not in (None, r.name)
             }
-            if any(self._producer(e, rev) == r.name for e in r.conditions):
+            own = [e for e in r.conditions if self._producer(e, rev) == r.name]
+            if own:
+                name, index = own[0]
                 raise ShapeError(
-                    f"GraphINN: {self._labels[r.name]} is conditioned on a variable it "
-                    f"computes itself in the {'reverse' if rev else 'forward'} pass"
+                    f"GraphINN: {self._labels[r.name]} is conditioned on output {index} of "
+                    f"{self._labels[name]}, which it computes itself in the "
+                    f"{'reverse' if rev else 'forward'} pass: a node cannot read its own "
+                    "input or output as a condition"
                 )
         return needs
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ShapeError
 from ..spec import NativeSubnet, Shape, Spec, Subnet, Transform
+from ..tree import build_tree
 
 #: A reference to a variable: output ``index`` of ``node``.
 Connection = tuple["GraphNode", int]
@@ -236,8 +237,8 @@ class Node(GraphNode):
         assert isinstance(spec, Transform)
         if not self.inputs:
             raise ShapeError(f"{self.label}: a Node needs at least one input")
-        try:
-            sig = spec.signature(self.input_dims, self.condition_dims)
+        try:  # binding checks the children's shapes too (a subnet that cannot take images)
+            sig = build_tree(spec, self.input_dims, self.condition_dims).signature
         except (ShapeError, ValueError) as err:
             raise ShapeError(
                 f"{self.label}: {err} (inputs {self.input_dims}, conditions {self.condition_dims})"
