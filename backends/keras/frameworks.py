@@ -90,7 +90,9 @@ def batch_jacobian(
             with keras.StatelessScope():
                 return f(xi[None], [c[None] for c in ci])[0]
 
-        jac = jax.vmap(jax.jacrev(one))(x, cs)
+        # compiled: traced once, instead of dispatching every primitive of the transposed
+        # computation one by one (the flow's variables are read as constants)
+        jac = jax.jit(jax.vmap(jax.jacrev(one)))(x, cs)
     elif backend == "torch":
         import torch
 
@@ -126,7 +128,7 @@ def gradients(variables: Sequence[keras.Variable], loss: Callable[[], Array]) ->
             with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
                 return loss()
 
-        grads = jax.grad(stateless)([v.value for v in variables])
+        grads = jax.jit(jax.grad(stateless))([v.value for v in variables])
     elif backend == "torch":
         import torch
 
