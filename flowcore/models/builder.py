@@ -72,6 +72,21 @@ class SequenceBuilder:
         self.conditions.append(cond)
         return module
 
+    def replace(self, index: int, spec: Transform, make: Callable[[Node], T]) -> T:
+        """Put ``spec`` in place of block ``index``, with the same input, output and
+        condition shapes, and build its native module with ``make(node)``; nothing changes
+        if either fails."""
+        old = self.blocks[index]
+        node = build_tree(spec, old.signature.inputs, old.signature.conditions, path=str(index))
+        if node.signature.outputs != old.signature.outputs:
+            raise ShapeError(
+                f"SequenceINN: block {index} gives {list(old.signature.outputs)}; its "
+                f"replacement {spec.label} gives {list(node.signature.outputs)}"
+            )
+        module = make(node)
+        self.blocks[index] = node
+        return module
+
     def select(
         self, index: int | slice, blocks: Sequence[M], wrap: Callable[[Node, dict[str, M]], M]
     ) -> M:

@@ -1,0 +1,208 @@
+"""FrEIA's ``FrEIA.modules`` on flowcore: the same names, built dims first.
+
+``Fm.AllInOneBlock(dims_in, dims_c=None, subnet_constructor=..., **options)`` is a
+``torch.nn.Module`` that is both FrEIA's :class:`InvertibleModule` (``dims_in``, ``dims_c``,
+``output_dims``, ``forward(x_list, c=[], rev=False, jac=True) -> (outputs, log_det)``) and a
+flowcore module of the spec ``flowcore.AllInOneBlock(**options)`` bound to those shapes: it
+runs in flowcore's and FrEIA's sequences and graphs, saves, and ports to JAX and Keras.
+Initial parameters come from PyTorch's global generator, as FrEIA's do.
+
+Each class takes the spec's options, under FrEIA's names. Where FrEIA 0.2 and master
+differ, :data:`VERSION_OPTIONS` gives the options each version implies, applied unless the
+caller gives them (see :func:`~flowcore.backends.torch.freia.use_freia`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+import flowcore as fc
+from flowcore.spec import Shape, Transform
+from flowcore.tree import build_tree, initial_params
+
+from ..modules import FlowModule
+from .versions import freia_version
+
+
+class InvertibleModule(nn.Module):
+    """FrEIA's base class of invertible modules, for a user's own.
+
+    Subclasses implement ``forward(x_or_z, c=None, rev=False, jac=True)`` on lists of
+    tensors, returning ``(tuple_of_outputs, log_det)``, and ``output_dims(input_dims)``;
+    they run inside flowcore's sequences and graphs (in PyTorch) as they are.
+    """
+
+    def __init__(self, dims_in: Sequence[Sequence[int]], dims_c: Any = None) -> None:
+        super().__init__()
+        self.dims_in = [tuple(int(d) for d in s) for s in dims_in]
+        self.dims_c = [tuple(int(d) for d in s) for s in (dims_c or [])]
+
+    def forward(
+        self, x_or_z: Sequence[torch.Tensor], c: Any = None, rev: bool = False, jac: bool = True
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} implements no forward")
+
+    def output_dims(self, input_dims: Sequence[Shape]) -> list[Shape]:
+        raise NotImplementedError(f"{type(self).__name__} implements no output_dims")
+
+
+#: Options that FrEIA 0.2 and master imply, per block, where they differ from the spec's
+#: defaults: FrEIA 0.2's AllInOneBlock clamps with ``α·tanh(a)`` (master ``α·tanh(a/α)``).
+VERSION_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "0.2": {"AllInOneBlock": {"soft_clamp": "tanh"}, "HouseholderPerm": {"n_reflections": 1}},
+    "master": {"HouseholderPerm": {"n_reflections": 1}},
+}
+
+#: FrEIA options with nothing to do in flowcore, accepted and ignored, with the reason.
+IGNORED_OPTIONS: dict[str, dict[str, str]] = {
+    "IResNetLayer": {
+        "lipschitz_batchsize": "flowcore normalises the weights in every call with warm-started "
+        "power-iteration vectors, so there is no batch of cold ones",
+    },
+}
+
+#: FrEIA options used only with conditions, and ignored without them (as FrEIA does).
+CONDITIONAL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ElementwiseRationalQuadraticSpline": ("subnet_constructor",),
+}
+
+
+class FreiaBlock(FlowModule, InvertibleModule):
+    """A flowcore transform as a FrEIA module, built dims first (see the module's doc)."""
+
+    #: The flowcore spec class this FrEIA name builds.
+    spec_class: ClassVar[type[Transform]]
+    #: The FrEIA name (that of the spec).
+    freia_name: ClassVar[str] = ""
+
+    def __init__(
+        self, dims_in: Sequence[Sequence[int]], dims_c: Any = None, **options: Any
+    ) -> None:
+        name = type(self).freia_name
+        ignored = set(IGNORED_OPTIONS.get(name, {}))
+        if not dims_c:
+            ignored |= set(CONDITIONAL_OPTIONS.get(name, ()))
+        given = {k: v for k, v in options.items() if k not in ignored}
+        implied = VERSION_OPTIONS[freia_version()].get(name, {})
+        spec = self.spec_class(**{**implied, **given})
+        ins = [tuple(int(d) for d in s) for s in dims_in]
+        conds = [tuple(int(d) for d in s) for s in (dims_c or [])]
+        tree = build_tree(spec, ins, conds)
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        FlowModule.__init__(
+            self, tree, initial_params(tree, seed), torch.get_default_dtype(), seed=seed
+        )
+        self.dims_in, self.dims_c = ins, conds
+
+    def output_dims(self, input_dims: Sequence[Shape] | None = None) -> list[Shape]:
+        return [tuple(s) for s in self.flowcore_tree.signature.outputs]
+
+
+def _block(spec_class: type[Transform]) -> type[FreiaBlock]:
+    name = spec_class.__name__
+    return type(
+        name,
+        (FreiaBlock,),
+        {
+            "spec_class": spec_class,
+            "freia_name": name,
+            "__module__": __name__,
+            "__doc__": f"FrEIA's ``{name}(dims_in, dims_c=None, **options)``: "
+            f":class:`flowcore.{name}` as a FrEIA module.{_ignored(name)}",
+        },
+    )
+
+
+def _ignored(name: str) -> str:
+    notes = IGNORED_OPTIONS.get(name, {})
+    return "".join(f" ``{k}`` is accepted and ignored: {why}." for k, why in notes.items())
+
+
+# FrEIA's module names that flowcore has, each building the flowcore spec of that name.
+ActNorm = _block(fc.ActNorm)
+AffineCouplingOneSided = _block(fc.AffineCouplingOneSided)
+AllInOneBlock = _block(fc.AllInOneBlock)
+Concat = _block(fc.Concat)
+ConditionalAffineTransform = _block(fc.ConditionalAffineTransform)
+ElementwiseRationalQuadraticSpline = _block(fc.ElementwiseRationalQuadraticSpline)
+Fixed1x1Conv = _block(fc.Fixed1x1Conv)
+FixedLinearTransform = _block(fc.FixedLinearTransform)
+Flatten = _block(fc.Flatten)
+GINCouplingBlock = _block(fc.GINCouplingBlock)
+GLOWCouplingBlock = _block(fc.GLOWCouplingBlock)
+HaarDownsampling = _block(fc.HaarDownsampling)
+HaarUpsampling = _block(fc.HaarUpsampling)
+HouseholderPerm = _block(fc.HouseholderPerm)
+IResNetLayer = _block(fc.IResNetLayer)
+IRevNetDownsampling = _block(fc.IRevNetDownsampling)
+IRevNetUpsampling = _block(fc.IRevNetUpsampling)
+InvAutoAct = _block(fc.InvAutoAct)
+InvAutoActFixed = _block(fc.InvAutoActFixed)
+InvAutoActTwoSided = _block(fc.InvAutoActTwoSided)
+InvertibleSigmoid = _block(fc.InvertibleSigmoid)
+LearnedElementwiseScaling = _block(fc.LearnedElementwiseScaling)
+LinearSpline = _block(fc.LinearSpline)
+NICECouplingBlock = _block(fc.NICECouplingBlock)
+PermuteRandom = _block(fc.PermuteRandom)
+RNVPCouplingBlock = _block(fc.RNVPCouplingBlock)
+RationalQuadraticSpline = _block(fc.RationalQuadraticSpline)
+Reshape = _block(fc.Reshape)
+Split = _block(fc.Split)
+
+
+class OrthogonalTransform(_block(fc.OrthogonalTransform)):  # type: ignore[misc]
+    """FrEIA's ``OrthogonalTransform(dims_in, dims_c=None, correction_interval=256,
+    clamp=5.0)``: :class:`flowcore.OrthogonalTransform`, its ``weights`` re-orthogonalised
+    (:func:`flowcore.orthogonal_correction`) every ``correction_interval`` backward passes
+    through them, as FrEIA does. FrEIA corrects inside the backward pass; this corrects
+    before the next call, after the optimiser's step, so that no backward pass sees weights
+    other than those its forward pass used."""
+
+    def __init__(
+        self,
+        dims_in: Sequence[Sequence[int]],
+        dims_c: Any = None,
+        correction_interval: int = 256,
+        **options: Any,
+    ) -> None:
+        super().__init__(dims_in, dims_c, **options)
+        self.correction_interval = int(correction_interval)
+        self.backward_passes = 0
+        self._parameters["weights"].register_hook(self._count_backward)
+
+    def _count_backward(self, grad: torch.Tensor) -> torch.Tensor:
+        self.backward_passes += 1
+        return grad
+
+    def run(self, xs: Any, cs: Any, rev: bool = False, jac: bool = True) -> Any:
+        if self.backward_passes >= self.correction_interval:
+            weights = self._parameters["weights"]
+            corrected = fc.orthogonal_correction(weights.detach().cpu().double().numpy())
+            with torch.no_grad():
+                weights.copy_(torch.from_numpy(corrected))
+            self.backward_passes = 0
+        return super().run(xs, cs, rev, jac)
+
+
+#: FrEIA's module names that flowcore has.
+FREIA_NAMES: tuple[str, ...] = tuple(
+    name
+    for name, value in list(globals().items())
+    if isinstance(value, type) and issubclass(value, FreiaBlock) and value is not FreiaBlock
+)
+
+__all__ = [
+    "FREIA_NAMES", "FreiaBlock", "CONDITIONAL_OPTIONS", "IGNORED_OPTIONS", "InvertibleModule",
+    "VERSION_OPTIONS", "ActNorm", "AffineCouplingOneSided", "AllInOneBlock", "Concat",
+    "ConditionalAffineTransform", "ElementwiseRationalQuadraticSpline", "Fixed1x1Conv",
+    "FixedLinearTransform", "Flatten", "GINCouplingBlock", "GLOWCouplingBlock",
+    "HaarDownsampling", "HaarUpsampling", "HouseholderPerm", "IResNetLayer",
+    "IRevNetDownsampling", "IRevNetUpsampling", "InvAutoAct", "InvAutoActFixed",
+    "InvAutoActTwoSided", "InvertibleSigmoid", "LearnedElementwiseScaling", "LinearSpline",
+    "NICECouplingBlock", "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock",
+    "RationalQuadraticSpline", "Reshape", "Split"
+]  # fmt: skip
