@@ -37,6 +37,7 @@ from flowcore.backends.torch.freia.distributions import (  # noqa: E402
 from flowcore.backends.torch.freia.utils import plot_graph  # noqa: E402
 
 from flowcore.errors import BackendError  # noqa: E402
+from flowcore.tree import build_tree  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent / "freia_suite"))
 import run_suite as suite_runner  # noqa: E402
@@ -226,3 +227,17 @@ def test_the_suite_runner_changes_import_lines_only(tmp_path, capsys):
     assert (tmp_path / "out" / "LICENSE").read_text() == "kept as it is\n"
     assert suite_runner.main([str(tmp_path / "nowhere")]) == 0
     assert "ran nothing" in capsys.readouterr().out
+
+
+def test_blocks_that_ignore_conditions_in_freia_ignore_them_here():
+    torch.manual_seed(4)
+    block = Fm.PermuteRandom([(D,)], dims_c=[(3,)], seed=0)
+    assert block.flowcore_tree.spec.label == "Unconditioned(PermuteRandom)"
+    x = torch.randn(5, D)
+    (y1,), ld1 = block([x], c=[torch.randn(5, 3)])
+    (y2,), _ = block([x], c=[torch.randn(5, 3)])
+    torch.testing.assert_close(y1, y2, rtol=0, atol=0)
+    torch.testing.assert_close(torch.sort(y1, dim=1)[0], torch.sort(x, dim=1)[0], rtol=0, atol=0)
+    assert torch.all(ld1 == 0)
+    with pytest.raises(ValueError, match="takes no condition"):  # the portable spec refuses
+        build_tree(Fm.PermuteRandom.spec_class(seed=0), [(D,)], [(3,)])

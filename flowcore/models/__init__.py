@@ -11,10 +11,10 @@ from .nodes import (
     collect_nodes,
 )
 from .picture import draw_graph, graph_dot, graph_text
-from .sequence import Inverse, SequenceINN
+from .sequence import Inverse, SequenceINN, Unconditioned
 
 __all__ = [
     "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Inverse", "Node",
     "OutputNode", "SequenceBuilder", "SequenceINN", "collect_nodes", "draw_graph", "graph_dot",
-    "graph_text",
+    "graph_text", "Unconditioned",
 ]  # fmt: skip

@@ -191,3 +191,51 @@ class Inverse(Transform):
         self, ctx: Context, ys: Sequence[Array], cs: Sequence[Array]
     ) -> tuple[list[Array], Array]:
         return ctx.children["inner"](ys, cs, False, ctx.jac)
+
+
+class Unconditioned(Transform):
+    r"""A transform that takes no conditions, placed where conditions are given: it
+    ignores them, :math:`y = f(x)` whatever :math:`c` (as FrEIA's unconditional modules
+    accept and ignore ``dims_c``). Its one child, ``"inner"``, is ``f``; log-det ``f``'s."""
+
+    def __init__(self, inner: Transform) -> None:
+        if not isinstance(inner, Transform):
+            raise TypeError(
+                f"Unconditioned: expected a Transform spec, got {type(inner).__name__}"
+            )
+        self.inner = inner
+        self.n_inputs = inner.n_inputs
+
+    def __repr__(self) -> str:
+        return f"Unconditioned({self.inner!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unconditioned) and self.inner == other.inner
+
+    def __hash__(self) -> int:
+        return hash(("Unconditioned", self.inner))
+
+    @property
+    def label(self) -> str:
+        return f"Unconditioned({self.inner.label})"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"inner": self.inner}
+
+    def output_shapes(
+        self, inputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        return tuple(self.inner.output_shapes(inputs, ()))
+
+    def input_shapes(
+        self, outputs: Sequence[Shape], conditions: Sequence[Shape]
+    ) -> tuple[Shape, ...]:
+        return tuple(self.inner.input_shapes(outputs, ()))
+
+    def children(self, sig: Signature) -> Sequence[Child]:
+        return (Child("inner", self.inner, sig.inputs, ()),)
+
+    def run(
+        self, ctx: Context, xs: list[Array], cs: list[Array], rev: bool
+    ) -> tuple[list[Array], Array]:
+        return ctx.children["inner"](xs, [], rev, ctx.jac)  # type: ignore[no-any-return]

@@ -35,10 +35,30 @@ __all__ = [
     "ReversibleGraphNet", "SequenceINN", "collect_nodes", "numerical_log_det",
 ]  # fmt: skip
 
-InputNode = core_nodes.InputNode
-ConditionNode = core_nodes.ConditionNode
-OutputNode = core_nodes.OutputNode
-FeedForwardNode = core_nodes.FeedForwardNode
+
+class InputNode(core_nodes.InputNode):
+    """FrEIA's ``InputNode(*dims, name=None)``; its ``module`` is None."""
+
+    module: nn.Module | None = None
+
+
+class ConditionNode(core_nodes.ConditionNode):
+    """FrEIA's ``ConditionNode(*dims, name=None)``; its ``module`` is None."""
+
+    module: nn.Module | None = None
+
+
+class OutputNode(core_nodes.OutputNode):
+    """FrEIA's ``OutputNode(in_node, name=None)``; its ``module`` is None."""
+
+    module: nn.Module | None = None
+
+
+class FeedForwardNode(core_nodes.FeedForwardNode):
+    """FrEIA's ``FeedForwardNode(inputs, output_dims, module_type, module_args=None,
+    name=None)``; its ``module`` is set when a GraphINN builds it."""
+
+    module: nn.Module | None = None
 
 
 def _is_spec(block: Any) -> bool:
@@ -210,10 +230,10 @@ class GraphINN(TorchGraphINN):
         FlowModule.__init__(self, tree, params, torch.get_default_dtype(), given, seed=seed)
         self._graph_init(nodes, tree, force_tuple_output, verbose)
         for n, name in zip(nodes, spec.names, strict=True):
-            if isinstance(n, core_nodes.Node):
+            if isinstance(n, (core_nodes.Node, core_nodes.FeedForwardNode)):
                 held = self._modules[name]
                 assert held is not None
-                n.module = _unwrap(held)  # type: ignore[attr-defined]
+                n.module = _unwrap(held)  # type: ignore[union-attr]
 
     @property
     def dims_in(self) -> list[tuple[int, ...]]:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import flowcore as fc
+from flowcore.models import Unconditioned
 from flowcore.spec import Shape, Transform
 from flowcore.tree import build_tree, initial_params
 
@@ -70,6 +71,17 @@ CONDITIONAL_OPTIONS: dict[str, tuple[str, ...]] = {
     "ElementwiseRationalQuadraticSpline": ("subnet_constructor",),
 }
 
+#: FrEIA's modules that use their conditions; the others accept and ignore them (FrEIA
+#: builds every module with ``dims_c``), run as :class:`flowcore.models.Unconditioned`.
+USES_CONDITIONS = frozenset(
+    {
+        "AffineCouplingOneSided", "AllInOneBlock", "ConditionalAffineTransform",
+        "ElementwiseRationalQuadraticSpline", "GINCouplingBlock", "GLOWCouplingBlock",
+        "HouseholderPerm", "LinearSpline", "NICECouplingBlock", "RNVPCouplingBlock",
+        "RationalQuadraticSpline",
+    }
+)  # fmt: skip
+
 
 class FreiaBlock(FlowModule, InvertibleModule):
     """A flowcore transform as a FrEIA module, built dims first (see the module's doc)."""
@@ -88,7 +100,9 @@ class FreiaBlock(FlowModule, InvertibleModule):
             ignored |= set(CONDITIONAL_OPTIONS.get(name, ()))
         given = {k: v for k, v in options.items() if k not in ignored}
         implied = VERSION_OPTIONS[freia_version()].get(name, {})
-        spec = self.spec_class(**{**implied, **given})
+        spec: Transform = self.spec_class(**{**implied, **given})
+        if dims_c and name not in USES_CONDITIONS:
+            spec = Unconditioned(spec)
         ins = [tuple(int(d) for d in s) for s in dims_in]
         conds = [tuple(int(d) for d in s) for s in (dims_c or [])]
         tree = build_tree(spec, ins, conds)
@@ -137,7 +151,6 @@ GLOWCouplingBlock = _block(fc.GLOWCouplingBlock)
 HaarDownsampling = _block(fc.HaarDownsampling)
 HaarUpsampling = _block(fc.HaarUpsampling)
 HouseholderPerm = _block(fc.HouseholderPerm)
-IResNetLayer = _block(fc.IResNetLayer)
 IRevNetDownsampling = _block(fc.IRevNetDownsampling)
 IRevNetUpsampling = _block(fc.IRevNetUpsampling)
 InvAutoAct = _block(fc.InvAutoAct)
@@ -152,6 +165,16 @@ RNVPCouplingBlock = _block(fc.RNVPCouplingBlock)
 RationalQuadraticSpline = _block(fc.RationalQuadraticSpline)
 Reshape = _block(fc.Reshape)
 Split = _block(fc.Split)
+
+
+class IResNetLayer(_block(fc.IResNetLayer)):  # type: ignore[misc]
+    """FrEIA's ``IResNetLayer(dims_in, dims_c=None, **options)``: :class:`flowcore.IResNetLayer`
+    as a FrEIA module. ``lipschitz_batchsize`` is accepted and ignored, and
+    :meth:`lipschitz_correction` does nothing: flowcore normalises the weights in every call,
+    with warm-started power-iteration vectors, so there is never anything to correct."""
+
+    def lipschitz_correction(self) -> None:
+        """Nothing to do: every call normalises the weights (see the class doc)."""
 
 
 class OrthogonalTransform(_block(fc.OrthogonalTransform)):  # type: ignore[misc]
@@ -197,6 +220,7 @@ FREIA_NAMES: tuple[str, ...] = tuple(
 
 __all__ = [
     "FREIA_NAMES", "FreiaBlock", "CONDITIONAL_OPTIONS", "IGNORED_OPTIONS", "InvertibleModule",
+    "USES_CONDITIONS",
     "VERSION_OPTIONS", "ActNorm", "AffineCouplingOneSided", "AllInOneBlock", "Concat",
     "ConditionalAffineTransform", "ElementwiseRationalQuadraticSpline", "Fixed1x1Conv",
     "FixedLinearTransform", "Flatten", "GINCouplingBlock", "GLOWCouplingBlock",
