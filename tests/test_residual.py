@@ -15,11 +15,17 @@
 - FrEIA 0.2 (weights copied, spectral norms below ``spectral_norm_max`` so that both
   compute the same map): forward and inverse to 1e-12, FrEIA's stochastic log-det within its
   Monte-Carlo error of flowcore's exact one.
+- Images (3x3 convolutions, H != W): the map and exact log-det against a dense NumPy
+  transcription and torch autograd, the power iteration against the SVD of the dense
+  convolution operator (and the initial vectors, by SVD and by subspace iteration), the
+  series within its truncation bound, the write-back in each backend, FrEIA 0.2 to 1e-12.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,6 +37,7 @@ from flowcore.backend import load_backend
 from flowcore.errors import ShapeError
 from flowcore.options import OptionError
 from flowcore.serialize import spec_from_config, spec_to_config
+from flowcore.transforms import residual
 from flowcore.transforms.residual import (
     IResNetLayer,
     iresnet_params_from_freia,
@@ -44,8 +51,10 @@ FRAMEWORKS = {"torch": ("torch",), "jax": ("jax", "flax.nnx"), "keras": ("keras"
 
 
 def _params(spec, dim, seed=0, noise=0.3, converged=True):
-    """Initial parameters with the trainable ones perturbed; vectors converged or random."""
-    tree = build_tree(spec, [(dim,)])
+    """Initial parameters with the trainable ones perturbed; vectors converged or random.
+    ``dim``: a vector size, or an image shape (C, H, W)."""
+    shape = (dim,) if isinstance(dim, int) else dim
+    tree = build_tree(spec, [shape])
     params = initial_params(tree, seed)
     rng = np.random.default_rng([seed, 1])
     for name, p in tree.param_specs().items():
@@ -53,7 +62,7 @@ def _params(spec, dim, seed=0, noise=0.3, converged=True):
             params[name] = params[name] + noise * rng.standard_normal(p.shape)
     n = spec.n_internal_layers + 2
     if converged:
-        vectors = power_vectors([params[f"weight_{i}"] for i in range(n)])
+        vectors = power_vectors([params[f"weight_{i}"] for i in range(n)], shape[1:] or None)
     else:
         vectors = [rng.standard_normal(params[f"vector_{i}"].shape) for i in range(n)]
         vectors = [v / np.linalg.norm(v) for v in vectors]
@@ -65,21 +74,37 @@ def _dense(spec, params, x):
     """An independent NumPy transcription: g(x) and the per-sample Jacobian J (B, D, D),
     the weights normalised with their true spectral norms."""
     n = spec.n_internal_layers + 2
+    weights = [params[f"weight_{i}"] for i in range(n)]
+    return _dense_chain(spec, weights, [params[f"bias_{i}"] for i in range(n)], x)
+
+
+def _dense_chain(spec, operators, biases, x):
+    """g(x) = A_L elu(... elu(A_1 x + b_1) ...) + b_L and its Jacobian (B, D, D) for dense
+    operators ``A_i`` (each divided by max(1, ||A_i|| / c)) and biases (flat, per output)."""
     c = spec.spectral_norm_max
-    ws = []
-    for i in range(n):
-        w = params[f"weight_{i}"]
-        ws.append(w / max(1.0, np.linalg.norm(w, 2) / c))
     h, jac = x, np.broadcast_to(np.eye(x.shape[1]), (len(x), x.shape[1], x.shape[1]))
-    for i, w in enumerate(ws):
-        pre = h @ w.T + params[f"bias_{i}"]
-        jac = w @ jac
-        if i < n - 1:
+    for i, (a, b) in enumerate(zip(operators, biases, strict=True)):
+        a = a / max(1.0, np.linalg.norm(a, 2) / c)
+        pre = h @ a.T + b
+        jac = a @ jac
+        if i < len(operators) - 1:
             h = np.where(pre > 0, pre, np.expm1(np.minimum(pre, 0)))
             jac = np.where(pre > 0, 1.0, np.exp(np.minimum(pre, 0)))[:, :, None] * jac
         else:
             h = pre
     return h, jac
+
+
+def _series_and_probe_variance(jac, terms):
+    """The truncated series A = sum_{k<=terms} (-1)^(k+1) J^k / k per sample, and the exact
+    variance of one Rademacher probe u^T A u (2 * the off-diagonal sum of sym(A)^2)."""
+    power, series = np.broadcast_to(np.eye(jac.shape[1]), jac.shape), np.zeros_like(jac)
+    for k in range(1, terms + 1):
+        power = power @ jac
+        series = series + (-1) ** (k + 1) * power / k
+    sym = 0.5 * (series + np.swapaxes(series, 1, 2))
+    variance = 2 * ((sym**2).sum(axis=(1, 2)) - (np.diagonal(sym, axis1=1, axis2=2) ** 2).sum(1))
+    return series, variance
 
 
 def _data(dim, batch=4, seed=2):
@@ -122,11 +147,23 @@ def test_other_bad_options():
         IResNetLayer(probe_distribution="uniform")  # type: ignore[arg-type]
 
 
-def test_conditions_and_images_are_shape_errors():
+def test_conditions_and_other_ranks_are_shape_errors():
     with pytest.raises(ShapeError, match="IResNetLayer: takes no condition"):
         build_tree(IResNetLayer(), [(3,)], [(2,)])
-    with pytest.raises(ShapeError, match="IResNetLayer: takes vectors"):
-        build_tree(IResNetLayer(), [(3, 4, 4)])
+    with pytest.raises(ShapeError, match="IResNetLayer: takes no condition"):
+        build_tree(IResNetLayer(), [(2, 4, 4)], [(2,)])
+    for shape in [(3, 4), (1, 2, 4, 4)]:
+        with pytest.raises(
+            ShapeError, match=rf"IResNetLayer: takes vectors .*{re.escape(str(shape))}"
+        ):
+            build_tree(IResNetLayer(), [shape])
+
+
+def test_exact_log_det_on_large_images_is_refused():
+    build_tree(IResNetLayer(log_det_method="exact"), [(4, 8, 8)])  # 256 entries: the limit
+    with pytest.raises(ShapeError, match=r"IResNetLayer: log_det_method='exact' .*256.*257"):
+        build_tree(IResNetLayer(log_det_method="exact"), [(1, 1, 257)])
+    build_tree(IResNetLayer(), [(1, 1, 257)])  # the series takes any size
 
 
 def test_the_spec_serialises_and_says_when_it_draws():
@@ -229,12 +266,7 @@ def test_series_estimate_is_within_the_truncation_bound(terms):
     (_,), estimate = fc.Reference(tree, params, seed=0)([x])
     # the exact variance of one Rademacher probe of A = sum_k (-1)^(k+1) J^k / k
     _, jac = _dense(spec, params, x)
-    power, series = np.broadcast_to(np.eye(dim), jac.shape), np.zeros_like(jac)
-    for k in range(1, terms + 1):
-        power = power @ jac
-        series = series + (-1) ** (k + 1) * power / k
-    sym = 0.5 * (series + np.swapaxes(series, 1, 2))
-    variance = 2 * ((sym**2).sum(axis=(1, 2)) - (np.diagonal(sym, axis1=1, axis2=2) ** 2).sum(1))
+    series, variance = _series_and_probe_variance(jac, terms)
     stderr = np.sqrt(variance / draws)
     bound = series_truncation_bound(dim, spec.lipschitz_bound(), terms)
     truncated = np.trace(series, axis1=1, axis2=2)
@@ -264,6 +296,131 @@ def test_series_bound_rejects_a_non_contraction():
         series_truncation_bound(3, 1.0, 5)
 
 
+# -- images: 3x3 convolutions -----------------------------------------------------------------
+
+IMAGE = (2, 3, 4)  # H != W: a transposed spatial axis would show
+SIZE = 24  # C * H * W
+
+
+def _numpy_conv(x, w):
+    """The bias-free padding-1 3x3 cross-correlation, a sum of shifted slices (independent
+    of the NumPy namespace's sliding windows)."""
+    height, width = x.shape[2:]
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    return sum(
+        np.einsum("oc,bchw->bohw", w[:, :, u, v], padded[:, :, u : u + height, v : v + width])
+        for u in range(3)
+        for v in range(3)
+    )
+
+
+def _operator(w, spatial):
+    """The dense (out*H*W, in*H*W) matrix of the padding-1 convolution by ``w``."""
+    n = w.shape[1] * spatial[0] * spatial[1]
+    return _numpy_conv(np.eye(n).reshape(n, w.shape[1], *spatial), w).reshape(n, -1).T
+
+
+def _dense_image(spec, params, x):
+    """``_dense`` on images (B, C, H, W): g(x) and the Jacobian (B, D, D), D = C*H*W, from
+    the dense operators normalised with their true spectral norms."""
+    n = spec.n_internal_layers + 2
+    spatial = x.shape[2:]
+    operators = [_operator(params[f"weight_{i}"], spatial) for i in range(n)]
+    biases = [np.repeat(params[f"bias_{i}"], spatial[0] * spatial[1]) for i in range(n)]
+    h, jac = _dense_chain(spec, operators, biases, x.reshape(len(x), -1))
+    return h.reshape(x.shape), jac
+
+
+def _image_data(shape=IMAGE, batch=3, seed=2):
+    return np.random.default_rng(seed).standard_normal((batch, *shape))
+
+
+def _top_vector(w, spatial):
+    """The top right singular vector of the dense operator, as an image, and its value."""
+    _, s, vt = np.linalg.svd(_operator(w, spatial))
+    return vt[0].reshape(w.shape[1], *spatial), s[0]
+
+
+def test_image_declarations_and_initial_vectors():
+    spec = IResNetLayer(n_internal_layers=2)
+    params = initial_params(build_tree(spec, [IMAGE]), 0)
+    channels = [(4, 2), (4, 4), (4, 4), (2, 4)]  # internal_size defaults to 2 C
+    for i, (out, inp) in enumerate(channels):
+        w, v = params[f"weight_{i}"], params[f"vector_{i}"]
+        assert w.shape == (out, inp, 3, 3) and params[f"bias_{i}"].shape == (out,)
+        assert v.shape == (inp, 3, 4)
+        assert np.abs(w).max() <= 1 / np.sqrt(9 * inp)  # PyTorch's Conv2d default
+        top, sigma = _top_vector(w, IMAGE[1:])
+        np.testing.assert_allclose(np.abs((v * top).sum()), 1.0, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.linalg.norm(_numpy_conv(v[None], w)), sigma, atol=1e-12)
+
+
+def test_image_vectors_above_the_dense_limit_start_from_power_steps(monkeypatch):
+    monkeypatch.setattr(residual, "DENSE_INIT_LIMIT", 0)
+    w = initial_params(build_tree(IResNetLayer(), [IMAGE]), 0)["weight_1"]
+    (v,) = power_vectors([w], IMAGE[1:])
+    top, sigma = _top_vector(w, IMAGE[1:])
+    # 100 steps on 8 vectors contract the rest by (sigma_9 / sigma_1)^200 < 1e-20
+    np.testing.assert_allclose(np.linalg.norm(_numpy_conv(v[None], w)), sigma, rtol=1e-12)
+    np.testing.assert_allclose(np.abs((v * top).sum()), 1.0, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match=r"power_vectors: a kernel \(4, 4, 3, 3\) needs spatial"):
+        power_vectors([w])
+
+
+@pytest.mark.parametrize("layers", [0, 1])
+def test_image_reference_against_a_dense_transcription(layers):
+    spec = IResNetLayer(n_internal_layers=layers, log_det_method="exact", spectral_norm_max=0.7)
+    tree, params = _params(spec, IMAGE)
+    x = _image_data()
+    (y,), log_det = fc.Reference(tree, params)([x])
+    g, jac = _dense_image(spec, params, x)
+    np.testing.assert_allclose(y, x + g, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(
+        log_det, np.linalg.slogdet(np.eye(SIZE) + jac)[1], rtol=0, atol=ATOL
+    )
+    assert (np.linalg.norm(jac, 2, axis=(1, 2)) <= spec.lipschitz_bound() + 1e-12).all()
+    # q = 0.7^3 = 0.34: 50 fixed-point steps reach float64 rounding
+    (x_back,), inv_log_det = fc.Reference(tree, params)([y], rev=True)
+    np.testing.assert_allclose(x_back, x, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(inv_log_det, -log_det, rtol=0, atol=ATOL)
+
+
+def test_image_power_iteration_converges_to_the_top_singular_vector():
+    steps = 400
+    spec = IResNetLayer(log_det_method="exact", lipschitz_iterations=steps)
+    tree, params = _params(spec, IMAGE, converged=False)
+    ref = fc.Reference(tree, params)
+    ref([_image_data()], jac=False)  # one call: its steps move the vector, it is written back
+    for i in range(3):
+        w, start, v = params[f"weight_{i}"], params[f"vector_{i}"], ref.params[f"vector_{i}"]
+        s = np.linalg.svd(_operator(w, IMAGE[1:]), compute_uv=False)
+        top, sigma = _top_vector(w, IMAGE[1:])
+        # power iteration on A^T A: tan(angle to the top vector) shrinks at least by
+        # (s_2^2 + eps) / (s_1^2 + eps) a step (the two top values of a conv can be close)
+        rate = (s[1] ** 2 + 1e-12) / (s[0] ** 2 + 1e-12)
+        cos0, cos = np.abs((start * top).sum()), np.abs((v * top).sum())
+        tan0, tan = np.sqrt(1 - cos0**2) / cos0, np.sqrt(max(1 - cos**2, 0.0)) / cos
+        assert tan <= rate**steps * tan0 + 1e-7 and tan0 > 0.5  # it started elsewhere
+        # the estimate sigma-hat = |A v| is within tan^2 (relative) of the spectral norm
+        sigma_hat = np.linalg.norm(_numpy_conv(v[None], w))
+        assert sigma * (1 - tan**2) - 1e-12 <= sigma_hat <= sigma + 1e-12
+
+
+def test_image_series_estimate_is_within_the_truncation_bound():
+    terms, draws = 6, 1000
+    spec = IResNetLayer(jacobian_iterations=terms, hutchinson_samples=draws)
+    tree, params = _params(spec, IMAGE, noise=1.0)
+    x = _image_data()
+    (_,), estimate = fc.Reference(tree, params, seed=0)([x])
+    _, jac = _dense_image(spec, params, x)
+    exact = np.linalg.slogdet(np.eye(SIZE) + jac)[1]
+    # the exact variance of one Rademacher probe of A = sum_k (-1)^(k+1) J^k / k
+    series, variance = _series_and_probe_variance(jac, terms)
+    bound = series_truncation_bound(SIZE, spec.lipschitz_bound(), terms)
+    assert (np.abs(exact - np.trace(series, axis1=1, axis2=2)) <= bound).all()
+    assert (np.abs(estimate - exact) <= bound + 5 * np.sqrt(variance / draws) + 1e-12).all()
+
+
 # -- backends: autodiff, write-back, randomness ----------------------------------------------
 
 
@@ -285,20 +442,29 @@ def x64() -> Iterator[None]:
 
 
 def _model(backend, spec, params, dtype="float64"):
-    model = fc.build(spec, (params["weight_0"].shape[1],), backend=backend, dtype=dtype, seed=0)
+    shape = params["vector_0"].shape  # (D,) or (C, H, W): the input's
+    model = fc.build(spec, shape, backend=backend, dtype=dtype, seed=0)
     fc.set_params(model, params)
     return model
 
 
-def test_exact_log_det_against_torch_autograd():
+@pytest.mark.parametrize("kind", ["vector", "image"])
+def test_exact_log_det_against_torch_autograd(kind):
     torch = pytest.importorskip("torch", reason="the torch backend needs PyTorch")
-    spec = IResNetLayer(internal_size=5, n_internal_layers=2, log_det_method="exact")
-    _, params = _params(spec, 4)  # converged: every call below normalises the same way
+    if kind == "vector":
+        spec = IResNetLayer(internal_size=5, n_internal_layers=2, log_det_method="exact")
+        shape, data, size = 4, _data(4), 4
+    else:
+        spec = IResNetLayer(log_det_method="exact", spectral_norm_max=0.7)
+        shape, data, size = IMAGE, _image_data(), SIZE
+    _, params = _params(spec, shape)  # converged: every call below normalises the same way
     model = _model("torch", spec, params)
-    x = torch.tensor(_data(4))
-    jac = torch.stack(
-        [torch.autograd.functional.jacobian(lambda v: model(v[None])[0][0], s) for s in x]
-    )
+    x = torch.tensor(data)
+
+    def one(v):
+        return model(v[None], jac=False)[0][0]
+
+    jac = torch.stack([torch.autograd.functional.jacobian(one, s).reshape(size, size) for s in x])
     _, log_det = model(x)
     want = torch.linalg.slogdet(jac)[1]
     np.testing.assert_allclose(log_det.detach().numpy(), want.numpy(), rtol=0, atol=1e-12)
@@ -332,6 +498,27 @@ def test_exact_log_det_against_jax_jacfwd(x64):
     want = np.linalg.slogdet(np.asarray(jac))[1]
     np.testing.assert_allclose(np.asarray(log_det), want, rtol=0, atol=1e-12)
     assert set(updates) == {"vector_0", "vector_1", "vector_2"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_image_forward_writes_the_power_step_back(backend):
+    impl = _require(backend)
+    spec = IResNetLayer(log_det_method="exact", lipschitz_iterations=2)
+    _, params = _params(spec, IMAGE, converged=False)
+    model = _model(backend, spec, params, dtype="float32")
+    start = {k: v.astype(np.float64) for k, v in fc.get_params(model).items()}
+    x = _image_data().astype("float32")
+    impl.call(model, [impl.to_native(x, "float32", "cpu")], [], False, False)
+    after = fc.get_params(model)
+    for i in range(3):
+        a, v = _operator(start[f"weight_{i}"], IMAGE[1:]), start[f"vector_{i}"].reshape(-1)
+        for _ in range(2):  # the conv's adjoint is A^T
+            v = a.T @ (a @ v) + 1e-12 * v
+            v = v / np.linalg.norm(v)
+        got = after[f"vector_{i}"]
+        assert got.shape == start[f"vector_{i}"].shape
+        np.testing.assert_allclose(got.reshape(-1), v, rtol=0, atol=1e-5)  # float32
+        assert not np.allclose(got, start[f"vector_{i}"], atol=1e-3)  # it moved
 
 
 def _one_step(params, spec):
@@ -516,6 +703,50 @@ def test_freia_02_forward_inverse_and_log_det():
     at_y = np.linalg.slogdet(np.eye(dim) + jac_y)[1]
     np.testing.assert_allclose(inv_log_det, -log_det, rtol=0, atol=1e-10)
     assert (np.abs(freia_inv.detach().numpy() + at_y) <= bound + 6 * spread).all()
+
+
+def test_freia_02_on_images():
+    """Forward and inverse to 1e-12 (float64, the same operations). FrEIA's stochastic
+    log-det (autograd, the same code for any shape) is checked on vectors above; on images
+    its autograd probes cost seconds."""
+    shape, hidden, layers, n = IMAGE, 4, 1, 3  # few steps, so the off-by-one shows
+    torch = pytest.importorskip("torch", reason="FrEIA 0.2 as oracle needs torch")
+    pytest.importorskip("FrEIA", reason="FrEIA 0.2 as oracle: pip install 'flowcore[freia]'")
+    import FrEIA.modules as fm
+
+    torch.manual_seed(0)
+    module = fm.IResNetLayer(
+        [shape],
+        internal_size=hidden,
+        n_internal_layers=layers,
+        fixed_point_iterations=n,
+    ).double()
+    with torch.no_grad():  # conv spectral norms 0.6 < c = 0.8: flowcore's normalisation idle
+        for i in range(layers + 2):
+            w = module.residual[2 * i].weight
+            w *= 0.6 / np.linalg.norm(_operator(w.numpy(), shape[1:]), 2)
+    params = iresnet_params_from_freia(module.state_dict(), layers, spatial=shape[1:])
+    # FrEIA's n iterations end with one more evaluation of g: n + 1 steps of x <- y - g(x)
+    spec = IResNetLayer(
+        internal_size=hidden,
+        n_internal_layers=layers,
+        log_det_method="exact",
+        fixed_point_iterations=n + 1,
+    )
+    tree = build_tree(spec, [shape])
+    x = 2.0 * _image_data()
+    (y,), _ = fc.Reference(tree, params)([x], jac=False)
+    (want,), _ = module([torch.tensor(x)], jac=False)
+    np.testing.assert_allclose(y, want.detach().numpy(), rtol=0, atol=ATOL)
+    (x_back,), _ = fc.Reference(tree, params)([y], rev=True, jac=False)
+    (freia_back,), _ = module([torch.tensor(y)], rev=True, jac=False)
+    np.testing.assert_allclose(x_back, freia_back.detach().numpy(), rtol=0, atol=ATOL)
+    short = build_tree(dataclasses.replace(spec, fixed_point_iterations=n), [shape])
+    (x_short,), _ = fc.Reference(short, params)([y], rev=True, jac=False)
+    # flowcore's n steps stop one short of FrEIA's n: far outside the 1e-12 agreement
+    assert np.abs(x_short - freia_back.detach().numpy()).max() > 1e3 * ATOL
+    with pytest.raises(ShapeError, match=r"iresnet_params_from_freia: .*spatial=\(H, W\)"):
+        iresnet_params_from_freia(module.state_dict(), layers)
 
 
 def test_freia_state_with_missing_keys_is_an_error():

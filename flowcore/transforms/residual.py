@@ -1,8 +1,9 @@
 r"""Residual flows: the invertible residual block of Behrmann et al. (i-ResNet).
 
-:class:`IResNetLayer` is ``y = x + g(x)`` with ``g`` an MLP whose weights are spectrally
-normalised in every call, so that ``g`` is a contraction: the inverse is a fixed-point
-iteration and ``log det(I + J_g)`` is a convergent power series. The residual net's
+:class:`IResNetLayer` is ``y = x + g(x)`` with ``g`` an MLP (on vectors) or a net of 3×3
+convolutions (on images) whose weights are spectrally normalised in every call, so that ``g``
+is a contraction: the inverse is a fixed-point iteration and ``log det(I + J_g)`` is a
+convergent power series. The residual net's
 parameters are the transform's own (not a subnet child), so its Jacobian is known in closed
 form: Jacobian-vector products and the full per-sample Jacobian are computed analytically with
 the Array API, never by autodiff.
@@ -15,6 +16,7 @@ State: one power-iteration vector per weight, a buffer updated through
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from .. import initializers as init
 from ..errors import ParameterError, ShapeError
+from ..namespace import numpy_namespace
 from ..options import POSITIVE, Range
 from ..spec import (
     Array,
@@ -32,6 +35,7 @@ from ..spec import (
     Shape,
     Signature,
     SimpleTransform,
+    batch_zeros,
 )
 
 __all__ = [
@@ -56,6 +60,18 @@ EPS = 1e-12
 #: about CONVERGED**2 / (1 - (sigma_2 / sigma_1)**2) relative.
 CONVERGED = 1e-6
 
+#: The largest image (C·H·W entries) ``log_det_method="exact"`` takes: its Jacobian is built
+#: from that many Jacobian-vector products per sample and eliminated in a static loop of that
+#: many steps.
+EXACT_IMAGE_LIMIT = 256
+
+#: Convolutions on inputs of at most this many entries get their initial vector from the
+#: dense operator's Gram matrix :math:`A^\top A` (an eigendecomposition); larger ones from
+#: :data:`INIT_POWER_STEPS` steps of subspace iteration on :data:`INIT_POWER_BLOCK` vectors.
+DENSE_INIT_LIMIT = 512
+INIT_POWER_STEPS = 100
+INIT_POWER_BLOCK = 8
+
 
 def series_truncation_bound(dim: int, lipschitz: float, terms: int) -> float:
     r"""An upper bound on the error of the power series cut after ``terms`` terms.
@@ -72,23 +88,72 @@ def series_truncation_bound(dim: int, lipschitz: float, terms: int) -> float:
     return dim * lipschitz ** (terms + 1) / ((terms + 1) * (1.0 - lipschitz))
 
 
-def power_vectors(weights: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The top right singular vector of each weight (float64, unit norm, sign fixed so
-    that its largest entry is positive): the converged power-iteration vectors, a fixed
-    point of the update."""
+def power_vectors(
+    weights: Sequence[np.ndarray], spatial: Sequence[int] | None = None
+) -> list[np.ndarray]:
+    """The top right singular vector of each weight's operator (float64, unit norm, sign
+    fixed so that its largest entry is positive): the converged power-iteration vectors, a
+    fixed point of the update.
+
+    A weight (out, in) is its own operator; a kernel (out, in, 3, 3) stands for its
+    bias-free padding-1 convolution on images (in, *spatial), and its vector has that shape.
+    It is the top eigenvector of the dense operator's Gram matrix for inputs of at most
+    :data:`DENSE_INIT_LIMIT` entries, else the result of :data:`INIT_POWER_STEPS` steps of
+    subspace iteration on :data:`INIT_POWER_BLOCK` vectors from a fixed start and a
+    Rayleigh-Ritz step (close to it, a warm start for the forward's own steps).
+    """
     vectors = []
     for w in weights:
-        _, _, vt = np.linalg.svd(np.asarray(w, dtype=np.float64))
-        v = vt[0]
-        vectors.append(v * np.sign(v[np.argmax(np.abs(v))]))
+        w = np.asarray(w, dtype=np.float64)
+        if w.ndim == 2:
+            v = np.linalg.svd(w)[2][0]
+        elif spatial is None:
+            raise ValueError(f"power_vectors: a kernel {w.shape} needs spatial=(H, W)")
+        else:
+            v = _conv_top_vector(w, tuple(spatial))
+        vectors.append(v * np.sign(v.flat[np.argmax(np.abs(v))]))
     return vectors
 
 
+def _conv_top_vector(w: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
+    """The top right singular vector (in, H, W) of the padding-1 convolution by ``w``."""
+    shape = (w.shape[1], *spatial)
+    size = math.prod(shape)
+    if size <= DENSE_INIT_LIMIT:
+        dense = _conv_operator(w, spatial)
+        return np.linalg.eigh(dense.T @ dense)[1][:, -1].reshape(shape)
+    conv = numpy_namespace().conv2d
+    adjoint = np.flip(w, axis=(2, 3)).transpose(1, 0, 2, 3)
+    zeros_out, zeros_in = np.zeros(w.shape[0]), np.zeros(shape[0])
+
+    def gram(basis: np.ndarray) -> np.ndarray:  # A^T A on the columns of (size, k)
+        images = basis.T.reshape(-1, *shape)
+        return conv(conv(images, w, zeros_out, 1), adjoint, zeros_in, 1).reshape(-1, size).T
+
+    # subspace iteration: converges as (sigma_{k+1} / sigma_1)^(2 steps), not as
+    # (sigma_2 / sigma_1)^(2 steps): a convolution's top singular values are close
+    basis = np.random.default_rng(0).standard_normal((size, min(INIT_POWER_BLOCK, size)))
+    for _ in range(INIT_POWER_STEPS):
+        basis = np.linalg.qr(gram(basis))[0]
+    ritz = np.linalg.eigh(basis.T @ gram(basis))[1][:, -1]  # Rayleigh-Ritz: the top one
+    return (basis @ ritz).reshape(shape)
+
+
+def _conv_operator(w: np.ndarray, spatial: Sequence[int]) -> np.ndarray:
+    """The bias-free padding-1 convolution by ``w`` (out, in, kh, kw) on images (in, H, W)
+    as a dense (out·H·W, in·H·W) matrix, entries in C order."""
+    shape = (w.shape[1], *spatial)
+    size = math.prod(shape)
+    basis = np.eye(size).reshape(size, *shape)
+    columns = numpy_namespace().conv2d(basis, np.asarray(w, np.float64), np.zeros(w.shape[0]), 1)
+    return columns.reshape(size, -1).T
+
+
 def _layer_weight(shape: Shape, advance: bool) -> Initializer:
-    """PyTorch's default Linear weight, U(±1/sqrt(fan_in)); without ``advance`` the
-    generator's state is restored after the draw, so the vector initialiser declared after
-    it sees the same weight."""
-    draw = init.fan_in_uniform(shape, shape[1])
+    """PyTorch's default Linear or Conv2d weight, U(±1/sqrt(fan_in)); without ``advance``
+    the generator's state is restored after the draw, so the vector initialiser declared
+    after it sees the same weight."""
+    draw = init.fan_in_uniform(shape, math.prod(shape[1:]))
 
     def weight(rng: np.random.Generator) -> np.ndarray:
         state = rng.bit_generator.state
@@ -100,11 +165,11 @@ def _layer_weight(shape: Shape, advance: bool) -> Initializer:
     return weight
 
 
-def _layer_vector(shape: Shape) -> Initializer:
+def _layer_vector(shape: Shape, spatial: Shape | None) -> Initializer:
     """The top right singular vector of the weight the generator draws next (the same draw
     as the weight declared just before, which restored the state)."""
     draw = _layer_weight(shape, advance=True)
-    return lambda rng: power_vectors([draw(rng)])[0]
+    return lambda rng: power_vectors([draw(rng)], spatial)[0]
 
 
 def _elu(xp: Namespace, h: Array) -> tuple[Array, Array]:
@@ -120,6 +185,94 @@ def _normalised(xp: Namespace, v: Array) -> Array:
     return v / xp.sqrt(xp.sum(v * v))
 
 
+def _shape(a: Array, start: int = 0) -> tuple[int, ...]:
+    """The static sizes of ``a``'s axes from ``start`` on (a batch axis's may be unknown)."""
+    return tuple(int(d) for d in a.shape[start:])
+
+
+def _is_kernel(w: Array) -> bool:
+    return len(w.shape) == 4
+
+
+def _conv(xp: Namespace, x: Array, w: Array) -> Array:
+    """The bias-free padding-1 convolution of images ``x`` (N, in, H, W)."""
+    return xp.conv2d(x, w, xp.zeros_like(w[:, 0, 0, 0]), 1)
+
+
+def _adjoint_kernel(xp: Namespace, w: Array) -> Array:
+    """The kernel whose padding-1 convolution is the adjoint of ``w``'s (an odd square
+    kernel): flipped in both spatial axes, in and out channels swapped."""
+    size = int(w.shape[2])
+    w = xp.concat([w[:, :, i : i + 1, :] for i in reversed(range(size))], axis=2)
+    w = xp.concat([w[:, :, :, i : i + 1] for i in reversed(range(size))], axis=3)
+    return xp.permute_dims(w, (1, 0, 2, 3))
+
+
+def _gram(xp: Namespace, w: Array, v: Array) -> Array:
+    r""":math:`W^\top W v`, ``W`` the weight or the bias-free convolution of an image ``v``."""
+    if not _is_kernel(w):
+        return xp.matmul(xp.matmul(v, xp.permute_dims(w, (1, 0))), w)
+    image = xp.reshape(v, (1, *_shape(v)))
+    return xp.reshape(_conv(xp, _conv(xp, image, w), _adjoint_kernel(xp, w)), _shape(v))
+
+
+def _apply(xp: Namespace, w: Array, v: Array) -> Array:
+    """:math:`W v` for one vector or image ``v`` (an image with a batch axis of one), bias
+    excluded."""
+    if not _is_kernel(w):
+        return xp.matmul(w, v)
+    return _conv(xp, xp.reshape(v, (1, *_shape(v))), w)
+
+
+def _stacked(xp: Namespace, w: Array, u: Array) -> Array:
+    """:math:`W u` for each vector of ``u`` (..., in) or image of ``u`` (S, in, H, W) or
+    (B, S, in, H, W), bias excluded."""
+    if not _is_kernel(w):
+        return xp.matmul(u, xp.permute_dims(w, (1, 0)))
+    if len(u.shape) == 4:
+        return _conv(xp, u, w)
+    out = _conv(xp, xp.reshape(u, (-1, *_shape(u, 2))), w)
+    return xp.reshape(out, (-1, int(u.shape[1]), *_shape(out, 1)))
+
+
+def _layer(xp: Namespace, w: Array, b: Array, h: Array) -> Array:
+    """One layer of ``g`` before its activation: linear, or the padding-1 convolution."""
+    return xp.conv2d(h, w, b, 1) if _is_kernel(w) else xp.linear(h, w, b)
+
+
+def _jacobian_products(
+    xp: Namespace, layers: Sequence[tuple[Array, Array]], slopes: Sequence[Array], first: Array
+) -> Array:
+    r""":math:`J u` at each sample for S vectors ``u``, given their first products
+    :math:`\tilde W_1 u` (S, ...) or (B, S, ...): (B, S, *input shape)."""
+    h = first
+    for (w, _), slope in zip(layers[1:], slopes, strict=True):
+        h = _stacked(xp, w, slope[:, None, ...] * h)
+    return h
+
+
+def _identity_like(xp: Namespace, like: Array) -> Array:
+    """The identity of size ``like``'s entry count, with its dtype and device."""
+    size = math.prod(_shape(like))
+    row = xp.reshape(xp.ones_like(like), (1, size))
+    return xp.tril(xp.triu(xp.broadcast_to(row, (size, size))))
+
+
+def _log_det_of_identity_plus(xp: Namespace, j: Array) -> Array:
+    r""":math:`\log\det(I + J)` per sample of ``j`` (B, D, D) by Gaussian elimination
+    without pivoting, valid for :math:`\|J\| < 1` (every pivot a ratio of positive
+    leading minors)."""
+    # the identity kept implicit: the Schur complement of I + M's first pivot is
+    # I + (M[1:, 1:] - M[1:, 0] M[0, 1:] / pivot).
+    pivot = 1.0 + j[:, 0, 0]
+    log_det = xp.log(pivot)
+    for _ in range(int(j.shape[1]) - 1):
+        j = j[:, 1:, 1:] - j[:, 1:, 0:1] * j[:, 0:1, 1:] / pivot[:, None, None]
+        pivot = 1.0 + j[:, 0, 0]
+        log_det = log_det + xp.log(pivot)
+    return log_det
+
+
 @dataclasses.dataclass(frozen=True)
 class IResNetLayer(SimpleTransform):
     r"""Invertible residual block (i-ResNet): :math:`y = x + g(x)` with :math:`\mathrm{Lip}(g)
@@ -133,16 +286,23 @@ class IResNetLayer(SimpleTransform):
 
     :math:`W_1: D \to H`, ``n_internal_layers`` maps :math:`H \to H`, :math:`W_L: H \to D`
     (:math:`H` = ``internal_size``, default :math:`2D`; :math:`L` = ``n_internal_layers +
-    2``), as FrEIA builds it. Each weight is spectrally normalised in every call, as
-    Behrmann et al. do:
+    2``), as FrEIA builds it. On images (C, H, W) each :math:`W_i x + b_i` is a 3×3
+    convolution with one pixel of zero padding (stride 1, so every layer keeps the image
+    size) and :math:`W_i` the linear operator of its kernel, bias excluded: channels
+    :math:`C \to H_c`, :math:`H_c \to H_c`, :math:`H_c \to C`, :math:`H_c` =
+    ``internal_size``, default :math:`2C` (FrEIA's ``2 * dims_in[0][0]``). Each weight is
+    spectrally normalised in every call, as Behrmann et al. do:
 
     .. math::
 
         \tilde W_i = W_i / \max(1, \hat\sigma_i / c), \qquad \hat\sigma_i = \|W_i v_i\|,
 
     :math:`c` = ``spectral_norm_max`` in (0, 1) and :math:`v_i` a unit power-iteration
-    vector. With :math:`v_i` the top right singular vector, :math:`\hat\sigma_i` is the
-    spectral norm and :math:`\|\tilde W_i\| \le c`; ELU is 1-Lipschitz, so
+    vector (an image (in_i, H, W) for a convolution, :math:`W_i v_i` its convolution and
+    :math:`W_i^\top` the convolution by the kernel flipped in H and W with its channels
+    swapped, also with padding 1). With :math:`v_i` the top right singular vector,
+    :math:`\hat\sigma_i` is the spectral norm and :math:`\|\tilde W_i\| \le c`; ELU is
+    1-Lipschitz, so
     :math:`\mathrm{Lip}(g) \le q = c^L < 1`. (:math:`\hat\sigma_i` is a lower bound of
     the spectral norm: before the vectors converge the bound can be exceeded slightly.)
 
@@ -166,45 +326,55 @@ class IResNetLayer(SimpleTransform):
       is unbiased for its truncated series, those of one batch are correlated). The
       truncation error is at most :math:`D \sum_{k>n} q^k / k \le D q^{n+1} / ((n+1)(1-q))`
       (:func:`series_truncation_bound`); the estimate is unbiased for the truncated
-      series. :math:`J u` is computed analytically, :math:`L` matrix products per power.
+      series. :math:`J u` is computed analytically, :math:`L` matrix products (on images,
+      bias-free convolutions) per power.
     - ``log_det_method="exact"``: :math:`J` per sample, shape (batch, D, D), and
       :math:`\log\det(I + J)` by Gaussian elimination without pivoting (a static loop over
       :math:`D`; cost :math:`D^3/3` per sample: for small :math:`D`). Valid because every
       leading principal submatrix :math:`J_k` of :math:`J` has :math:`\|J_k\| \le \|J\| <
       1`, so every leading minor :math:`\det(I_k + J_k)` is positive and so is every
-      pivot. Deterministic: this is the mode the conformance suite checks.
+      pivot. Deterministic: this is the mode the conformance suite checks. On images
+      :math:`J` is built from its products with the :math:`D = CHW` basis vectors, so it
+      is refused (a ``ShapeError``) above ``EXACT_IMAGE_LIMIT`` = 256 entries.
 
     Forward returns the log-det at :math:`x`; the inverse returns minus the log-det at the
     reconstructed :math:`x` (FrEIA evaluates it at :math:`y`), with its parameter
     gradient (FrEIA's has none).
 
-    **State and determinism.** Buffer ``vector_i`` (shape ``(in_i,)``) holds
-    :math:`v_i`. A *forward* call takes ``lipschitz_iterations`` power-iteration steps
-    :math:`v \leftarrow (W^\top W v + \epsilon v) / \|\cdot\|` from the stored vector,
+    **State and determinism.** Buffer ``vector_i`` (shape ``(in_i,)``, on images
+    ``(in_i, H, W)``) holds :math:`v_i`. A *forward* call takes ``lipschitz_iterations``
+    power-iteration steps :math:`v \leftarrow (W^\top W v + \epsilon v) / \|\cdot\|` from
+    the stored vector,
     normalises with the result and writes it back (:meth:`flowcore.Context.update`; torch in
     place, NNX variables, Keras ``assign``; the JAX pure form returns it); steps that move
     the vector by at most ``CONVERGED`` = 1e-6 (largest entry) keep the stored one bit for
     bit, so a converged vector is an exact fixed point in every backend. The *inverse*
     normalises with the stored vectors as they are and writes nothing, so an inverse right
     after a forward undoes exactly the map the forward applied. The vectors start at the
-    top right singular vectors of the initial weights (drawn from the build seed); once
-    converged they are a fixed point of the update, so repeated calls (the float64 NumPy
-    reference keeps the same state) agree. Gradients flow through the power steps of the
-    call (at convergence they equal the spectral norm's, :math:`u v^\top`).
+    top right singular vectors of the initial weights (drawn from the build seed; for a
+    convolution on more than ``DENSE_INIT_LIMIT`` = 512 entries, 100 steps of subspace
+    iteration towards them); once converged they are a fixed point of the update, so
+    repeated calls (the float64 NumPy reference keeps the same state) agree. Gradients flow
+    through the power steps of the call (at convergence they equal the spectral norm's,
+    :math:`u v^\top`).
 
-    Parameters: ``weight_i`` (out, in) and ``bias_i`` (out,) for ``i = 0 .. L-1``
-    (trainable, PyTorch's default Linear initialisation); buffers ``vector_i`` (in,).
+    Parameters: ``weight_i`` (out, in), on images (out, in, 3, 3), and ``bias_i`` (out,)
+    for ``i = 0 .. L-1`` (trainable, PyTorch's default Linear or Conv2d initialisation);
+    buffers ``vector_i`` (in,) or (in, H, W).
 
     Options: ``internal_size`` (H), ``n_internal_layers`` (≥ 0), ``jacobian_iterations``,
     ``hutchinson_samples``, ``fixed_point_iterations``, ``lipschitz_iterations`` (each ≥ 1),
     ``spectral_norm_max`` (c, in (0, 1)), ``log_det_method``, ``probe_distribution``.
-    Vectors only, no conditions (FrEIA's takes none). FrEIA's ``lipschitz_batchsize`` (random
-    restarts of a cold power method) has no counterpart: the vectors here are warm-started.
+    Vectors (D,) or images (C, H, W), no conditions (FrEIA's takes none). FrEIA's
+    ``lipschitz_batchsize`` (random restarts of a cold power method) has no counterpart: the
+    vectors here are warm-started.
 
     References: Behrmann, Grathwohl, Chen, Duvenaud & Jacobsen, "Invertible Residual
     Networks", ICML 2019 (arXiv:1811.00995); Hutchinson, "A stochastic estimator of the trace
     of the influence matrix for Laplacian smoothing splines", 1989; Miyato et al., "Spectral
-    Normalization for Generative Adversarial Networks", ICLR 2018; Ardizzone et al., FrEIA
+    Normalization for Generative Adversarial Networks", ICLR 2018; Gouk, Frank, Pfahringer &
+    Cree, "Regularisation of Neural Networks by Enforcing Lipschitz Continuity", 2018
+    (arXiv:1804.04368: the convolution's power method); Ardizzone et al., FrEIA
     (github.com/vislearn/FrEIA), ``IResNetLayer``.
     """
 
@@ -230,25 +400,41 @@ class IResNetLayer(SimpleTransform):
                 f"IResNetLayer: takes no condition, got {len(conditions)} condition(s) of "
                 f"shape {', '.join(str(tuple(c)) for c in conditions)}"
             )
-        if len(shape) != 1:
+        if len(shape) not in (1, 3):
             raise ShapeError(
-                f"IResNetLayer: takes vectors of shape (D,), got {tuple(shape)} "
-                "(images are not implemented)"
+                f"IResNetLayer: takes vectors (D,) or images (C, H, W), got {tuple(shape)}"
+            )
+        size = math.prod(shape)
+        if len(shape) == 3 and self.log_det_method == "exact" and size > EXACT_IMAGE_LIMIT:
+            raise ShapeError(
+                f"IResNetLayer: log_det_method='exact' takes images of at most "
+                f"{EXACT_IMAGE_LIMIT} entries, got {tuple(shape)} ({size}); use "
+                "log_det_method='series'"
             )
         return tuple(shape)
 
-    def sizes(self, dim: int) -> list[tuple[int, int]]:
-        """``(out, in)`` of each weight for inputs of size ``dim``."""
-        hidden = self.internal_size or 2 * dim
-        return [(hidden, dim)] + [(hidden, hidden)] * self.n_internal_layers + [(dim, hidden)]
+    def sizes(self, channels: int) -> list[tuple[int, int]]:
+        """``(out, in)`` of each weight (features, or channels for images) for inputs of
+        ``channels`` features or channels."""
+        hidden = self.internal_size or 2 * channels
+        return (
+            [(hidden, channels)]
+            + [(hidden, hidden)] * self.n_internal_layers
+            + [(channels, hidden)]
+        )
 
     def parameters(self, sig: Signature) -> Sequence[ParamSpec]:
+        channels, *spatial = sig.inputs[0]
+        kernel, image = ((3, 3), tuple(spatial)) if spatial else ((), None)
         specs: list[ParamSpec] = []
-        for i, (out, inp) in enumerate(self.sizes(sig.inputs[0][0])):
+        for i, (out, inp) in enumerate(self.sizes(channels)):
+            weight = (out, inp, *kernel)
             specs += [
-                ParamSpec(f"weight_{i}", (out, inp), _layer_weight((out, inp), advance=False)),
-                ParamSpec(f"vector_{i}", (inp,), _layer_vector((out, inp)), trainable=False),
-                ParamSpec(f"bias_{i}", (out,), init.fan_in_uniform((out,), inp)),
+                ParamSpec(f"weight_{i}", weight, _layer_weight(weight, advance=False)),
+                ParamSpec(
+                    f"vector_{i}", (inp, *spatial), _layer_vector(weight, image), trainable=False
+                ),
+                ParamSpec(f"bias_{i}", (out,), init.fan_in_uniform((out,), math.prod(weight[1:]))),
             ]
         return specs
 
@@ -270,13 +456,11 @@ class IResNetLayer(SimpleTransform):
             if update:
                 start = v
                 for _ in range(self.lipschitz_iterations):
-                    v = _normalised(
-                        xp, xp.matmul(xp.matmul(v, xp.permute_dims(w, (1, 0))), w) + EPS * v
-                    )
+                    v = _normalised(xp, _gram(xp, w, v) + EPS * v)
                 # converged: a step moving the vector by at most CONVERGED keeps it, bit for bit
                 v = xp.where(xp.max(xp.abs(v - start)) > CONVERGED, v, start)
                 ctx.update(f"vector_{i}", v)
-            wv = xp.matmul(w, v)
+            wv = _apply(xp, w, v)
             ratio = xp.sqrt(xp.sum(wv * wv)) / self.spectral_norm_max
             layers.append(
                 (w / xp.where(ratio > 1.0, ratio, xp.ones_like(ratio)), params[f"bias_{i}"])
@@ -290,10 +474,10 @@ class IResNetLayer(SimpleTransform):
         h = x
         slopes = []
         for w, b in layers[:-1]:
-            h, slope = _elu(xp, xp.linear(h, w, b))
+            h, slope = _elu(xp, _layer(xp, w, b, h))
             slopes.append(slope)
         w, b = layers[-1]
-        return xp.linear(h, w, b), slopes
+        return _layer(xp, w, b, h), slopes
 
     def _log_det(
         self,
@@ -302,33 +486,30 @@ class IResNetLayer(SimpleTransform):
         slopes: Sequence[Array],
         x: Array,
     ) -> Array:
-        if self.log_det_method == "exact":
-            return self._exact_log_det(ctx.xp, layers, slopes, x)
-        return self._series_log_det(ctx, layers, slopes, x)
+        if self.log_det_method == "series":
+            return self._series_log_det(ctx, layers, slopes, x)
+        if _is_kernel(layers[0][0]):
+            return self._exact_image_log_det(ctx, layers, slopes)
+        return self._exact_log_det(ctx.xp, layers, slopes)
 
     def _exact_log_det(
-        self,
-        xp: Namespace,
-        layers: Sequence[tuple[Array, Array]],
-        slopes: Sequence[Array],
-        x: Array,
+        self, xp: Namespace, layers: Sequence[tuple[Array, Array]], slopes: Sequence[Array]
     ) -> Array:
-        dim = int(x.shape[1])
         # J = W_L D_{L-1} W_{L-1} ... D_1 W_1 per sample: (batch, D, D)
         m = slopes[0][:, :, None] * layers[0][0][None, :, :]
         for (w, _), slope in zip(layers[1:-1], slopes[1:], strict=True):
             m = slope[:, :, None] * xp.matmul(w, m)
-        j = xp.matmul(layers[-1][0], m)
-        # unpivoted Gaussian elimination on I + J, the identity kept implicit: the Schur
-        # complement of I + M's first pivot is I + (M[1:, 1:] - M[1:, 0] M[0, 1:] / pivot).
-        # The pivots are ratios of positive leading minors.
-        pivot = 1.0 + j[:, 0, 0]
-        log_det = xp.log(pivot)
-        for _ in range(dim - 1):
-            j = j[:, 1:, 1:] - j[:, 1:, 0:1] * j[:, 0:1, 1:] / pivot[:, None, None]
-            pivot = 1.0 + j[:, 0, 0]
-            log_det = log_det + xp.log(pivot)
-        return log_det
+        return _log_det_of_identity_plus(xp, xp.matmul(layers[-1][0], m))
+
+    def _exact_image_log_det(
+        self, ctx: Context, layers: Sequence[tuple[Array, Array]], slopes: Sequence[Array]
+    ) -> Array:
+        xp, like = ctx.xp, ctx.params["vector_0"]  # an image's shape, dtype and device
+        size = math.prod(_shape(like))
+        basis = xp.reshape(_identity_like(xp, like), (size, *_shape(like)))
+        # row j of J^T is J e_j: (batch, D, D); det(I + J^T) = det(I + J)
+        columns = _jacobian_products(xp, layers, slopes, _stacked(xp, layers[0][0], basis))
+        return _log_det_of_identity_plus(xp, xp.reshape(columns, (-1, size, size)))
 
     def _series_log_det(
         self,
@@ -338,21 +519,19 @@ class IResNetLayer(SimpleTransform):
         x: Array,
     ) -> Array:
         xp = ctx.xp
-        shape = (self.hutchinson_samples, int(x.shape[1]))
+        shape = (self.hutchinson_samples, *_shape(x, 1))
         probes = (ctx.rademacher if self.probe_distribution == "rademacher" else ctx.normal)(
             shape, x
-        )  # (S, D), shared by the batch
-        w0 = xp.permute_dims(layers[0][0], (1, 0))
-        first = xp.matmul(probes, w0)  # (S, H): the first product does not depend on x
+        )  # (S, *input shape), shared by the batch
+        w0 = layers[0][0]
+        first = _stacked(xp, w0, probes)  # the first product does not depend on x
+        axes = tuple(range(2, len(shape) + 1))
         u = probes
-        log_det = xp.zeros_like(x[:, 0])
+        log_det = batch_zeros(xp, x)
         for k in range(1, self.jacobian_iterations + 1):
-            # u <- J u, J = W_L D_{L-1} ... D_1 W_1 at each sample: (batch, S, D)
-            h = first if k == 1 else xp.matmul(u, w0)
-            for (w, _), slope in zip(layers[1:], slopes, strict=True):
-                h = xp.matmul(slope[:, None, :] * h, xp.permute_dims(w, (1, 0)))
-            u = h
-            trace = xp.mean(xp.sum(u * probes, axis=2), axis=1)  # (batch,)
+            # u <- J u, J = W_L D_{L-1} ... D_1 W_1 at each sample: (batch, S, *input shape)
+            u = _jacobian_products(xp, layers, slopes, first if k == 1 else _stacked(xp, w0, u))
+            trace = xp.mean(xp.sum(u * probes, axis=axes), axis=1)  # (batch,)
             log_det = log_det + ((-1.0) ** (k + 1) / k) * trace
         return log_det
 
@@ -387,7 +566,10 @@ def _numpy(value: Any) -> np.ndarray:
 
 
 def iresnet_params_from_freia(
-    state: Mapping[str, Any], n_internal_layers: int = 1, prefix: str = ""
+    state: Mapping[str, Any],
+    n_internal_layers: int = 1,
+    prefix: str = "",
+    spatial: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
     r"""flowcore's ``weight_i``, ``bias_i`` and ``vector_i`` from a FrEIA ``IResNetLayer``
     state (0.2 and master store the same keys: ``residual.{2i}.weight`` and
@@ -398,7 +580,8 @@ def iresnet_params_from_freia(
     ``vector_i`` is set to the converged top right singular vector of each weight, so that
     flowcore computes the same map as FrEIA whenever every FrEIA weight has spectral norm
     at most ``spectral_norm_max`` (as after a converged correction), and otherwise the map
-    with those weights scaled down to it.
+    with those weights scaled down to it. A convolutional block (FrEIA's on images) needs
+    the image size ``spatial = (H, W)``: the spectral norm is the convolution's at that size.
     """
     n = n_internal_layers + 2
     params: dict[str, np.ndarray] = {}
@@ -414,7 +597,12 @@ def iresnet_params_from_freia(
             f"internal layer(s) needs {missing}; got the keys {sorted(state)}"
         )
     weights = [_numpy(state[f"{prefix}residual.{2 * i}.weight"]) for i in range(n)]
-    for i, (w, v) in enumerate(zip(weights, power_vectors(weights), strict=True)):
+    if weights[0].ndim == 4 and spatial is None:
+        raise ShapeError(
+            "iresnet_params_from_freia: the state holds 3x3 convolutions (FrEIA's block on "
+            "images): give spatial=(H, W), the image size"
+        )
+    for i, (w, v) in enumerate(zip(weights, power_vectors(weights, spatial), strict=True)):
         params[f"weight_{i}"] = w
         params[f"bias_{i}"] = _numpy(state[f"{prefix}residual.{2 * i}.bias"])
         params[f"vector_{i}"] = v
