@@ -22,17 +22,7 @@ from typing import Any
 
 from ..errors import FlowError, ShapeError
 from ..spec import Array, Child, Context, NativeSubnet, Shape, Signature, Transform
-
-
-class _Instance:
-    """A native module instance as a child constructor: it returns the instance itself."""
-
-    def __init__(self, module: Any) -> None:
-        self.module = module
-        self.__name__ = type(module).__name__
-
-    def __call__(self, c_in: int, c_out: int) -> Any:
-        return self.module
+from .nodes import _GivenModule
 
 
 class NativeTransform(Transform):
@@ -71,7 +61,7 @@ class NativeTransform(Transform):
         return tuple(tuple(int(d) for d in s) for s in self.module.output_dims(list(inputs)))
 
     def children(self, sig: Signature) -> Sequence[Child]:
-        native = NativeSubnet(_Instance(self.module))
+        native = NativeSubnet(_GivenModule(self.module))
         return [Child("module", native, sig.inputs, sig.conditions, sig.outputs)]
 
     def run(
