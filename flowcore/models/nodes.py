@@ -259,7 +259,7 @@ class _FixedModule:
 
 
 class _GivenModule:
-    """A native module instance given to FrEIA's FeedForwardNode, used as it is."""
+    """A native module instance, used as it is (FrEIA's FeedForwardNode, NativeTransform)."""
 
     def __init__(self, module: Any) -> None:
         self.module = module
