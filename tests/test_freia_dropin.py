@@ -241,3 +241,17 @@ def test_blocks_that_ignore_conditions_in_freia_ignore_them_here():
     assert torch.all(ld1 == 0)
     with pytest.raises(ValueError, match="takes no condition"):  # the portable spec refuses
         build_tree(Fm.PermuteRandom.spec_class(seed=0), [(D,)], [(3,)])
+
+
+def test_bad_input_to_the_drop_in_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"version must be one of \('0.2', 'master'\)"):
+        use_freia("1.0")
+    inn = Ff.SequenceINN(D)
+    block = Fm.AllInOneBlock([(D,)], subnet_constructor=_subnet)
+    with pytest.raises(TypeError, match="already built: it takes no arguments"):
+        inn.append(block, clamp=2.0)
+    with pytest.raises(TypeError, match="not a torch module"):
+        inn.append(lambda dims_in, **kw: "not a module")
+    with pytest.raises(ValueError, match="cond=... needs cond_shape"):
+        inn.append(Fm.AllInOneBlock, cond=0, subnet_constructor=_subnet)
+    assert len(inn) == 0  # nothing was appended
