@@ -36,7 +36,7 @@ from flowcore.backends.torch.freia.distributions import (  # noqa: E402
 )
 from flowcore.backends.torch.freia.utils import plot_graph  # noqa: E402
 
-from flowcore.errors import BackendError  # noqa: E402
+from flowcore.errors import BackendError, ParameterError  # noqa: E402
 from flowcore.tree import build_tree  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent / "freia_suite"))
@@ -60,21 +60,12 @@ def float64():
 
 
 def _like_freia(theirs: torch.nn.Module, **options: float) -> torch.nn.Module:
-    """A drop-in AllInOneBlock with the options and weights of FrEIA 0.2's ``theirs``."""
+    """A drop-in AllInOneBlock with the options and weights of FrEIA 0.2's ``theirs``
+    (the drop-in loads FrEIA's state_dict layout)."""
     ours = Fm.AllInOneBlock(
         [(D,)], subnet_constructor=lambda i, o: copy.deepcopy(theirs.subnet), **options
     )
-    state = theirs.state_dict()
-    # FrEIA 0.2 stores the hard permutation as a 0/1 matrix w with w[i, perm[i]] = 1
-    perm = torch.argmax(state["w_perm"].reshape(D, D), dim=1)
-    ours.load_state_dict(
-        {
-            "global_scale": state["global_scale"],
-            "global_offset": state["global_offset"],
-            "w_perm": perm,
-            **{k: v for k, v in state.items() if k.startswith("subnet.")},
-        }
-    )
+    ours.load_state_dict(theirs.state_dict())
     return ours
 
 
@@ -100,7 +91,11 @@ def test_all_in_one_block_is_freia_02_by_default_and_master_on_the_switch(freia,
     assert Fm.AllInOneBlock([(D,)], subnet_constructor=_subnet).flowcore_tree.spec.soft_clamp == (
         "tanh"
     )  # the switch held only inside the with block
-    master.load_state_dict(ours.state_dict())
+    with pytest.raises(ParameterError, match="FrEIA 0.2 AllInOneBlock clamps with"):
+        master.load_state_dict(ours.state_dict())  # a 0.2 checkpoint: refused
+    state = ours.state_dict()  # as FrEIA master keys the same weights: an index
+    index = torch.argmax(state["w_perm"], dim=1)
+    master.load_state_dict({**state, "w_perm": index, "w_perm_inv": torch.argsort(index)})
     assert float(torch.max(torch.abs(master([x])[1] - ld_want).detach())) > 1e-2
 
 
@@ -133,7 +128,7 @@ def test_a_users_invertible_module_runs_in_a_sequence_and_a_graph():
     torch.testing.assert_close(log_det, ld_scale + ld_block, rtol=0, atol=1e-6)
     x_back, _ = inn(z, rev=True)
     torch.testing.assert_close(x_back, x, rtol=0, atol=1e-5)
-    assert "0.module.s" in inn.state_dict()  # the user's parameter, trained with the rest
+    assert "module_list.0.s" in inn.state_dict()  # the user's parameter, as FrEIA keys it
 
     inp = Ff.InputNode(D, name="x")
     scale = Ff.Node(inp, Scale, name="scale")

@@ -21,6 +21,7 @@ from torch import nn
 import flowcore.models.nodes as core_nodes
 from flowcore.models import GraphINN as GraphSpec
 from flowcore.models.native import NativeTransform
+from flowcore.interop.freia import FreiaVersion, freia_blocks
 from flowcore.models.nodes import collect_nodes, parse_connections
 from flowcore.spec import Transform
 from flowcore.tree import Node as TreeNode
@@ -28,7 +29,10 @@ from flowcore.tree import Node as TreeNode
 from ..graph import GraphINN as TorchGraphINN
 from ..modules import FlowModule
 from ..sequence import SequenceINN as TorchSequenceINN
+from .checkpoint import install_container_hooks
+from .modules import FreiaBlock
 from .utils import plot_graph
+from .versions import freia_version
 
 __all__ = [
     "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Node", "OutputNode",
@@ -117,6 +121,11 @@ def _adopt(module: nn.Module, node: TreeNode, dtype: torch.dtype) -> nn.Module:
     return FlowModule(node, {}, dtype, {"module": module})
 
 
+def _is_block(module: nn.Module) -> bool:
+    """Whether a container's child converts its own ``state_dict`` entries."""
+    return isinstance(module, FreiaBlock)
+
+
 def _unwrap(module: nn.Module) -> nn.Module:
     """A native module as the user gave it, not the wrapper a container holds it in."""
     tree = getattr(module, "flowcore_tree", None)
@@ -132,6 +141,9 @@ class SequenceINN(TorchSequenceINN):
 
     def __init__(self, *dims: int, force_tuple_output: bool = False) -> None:
         super().__init__(*dims, force_tuple_output=force_tuple_output)
+        #: The FrEIA version whose ``state_dict`` layout the model has (see .checkpoint).
+        self.freia_version: FreiaVersion = freia_version()
+        install_container_hooks(self, _is_block)
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -229,6 +241,9 @@ class GraphINN(TorchGraphINN):
         params, seed = self._initial(tree, None)
         FlowModule.__init__(self, tree, params, torch.get_default_dtype(), given, seed=seed)
         self._graph_init(nodes, tree, force_tuple_output, verbose)
+        #: The FrEIA version whose ``state_dict`` layout the model has (see .checkpoint).
+        self.freia_version: FreiaVersion = freia_version()
+        install_container_hooks(self, _is_block)
         for n, name in zip(nodes, spec.names, strict=True):
             if isinstance(n, (core_nodes.Node, core_nodes.FeedForwardNode)):
                 held = self._modules[name]
@@ -238,6 +253,16 @@ class GraphINN(TorchGraphINN):
     @property
     def dims_in(self) -> list[tuple[int, ...]]:
         return [n.output_dims[0] for n in self.in_nodes]
+
+    @property
+    def module_list(self) -> list[nn.Module]:
+        """The nodes' modules in FrEIA's order: the node list's in 0.2, the topological
+        one in master (as the keys ``module_list.{i}.`` of the ``state_dict``)."""
+        tree = self.flowcore_tree
+        return [
+            _unwrap(self._modules[tree.relative(node.path)])  # type: ignore[arg-type]
+            for _, node in freia_blocks(tree, self.freia_version)
+        ]
 
     @property
     def dims_c(self) -> list[tuple[int, ...]]:

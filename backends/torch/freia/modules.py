@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +27,7 @@ from flowcore.spec import Shape, Transform
 from flowcore.tree import build_tree, initial_params
 
 from ..modules import FlowModule
+from .checkpoint import install_block_hooks
 from .versions import freia_version
 
 
@@ -66,6 +68,20 @@ IGNORED_OPTIONS: dict[str, dict[str, str]] = {
     },
 }
 
+def _as_given(value: Any) -> Any:
+    return value
+
+
+def _transposed(matrix: Any) -> Any:
+    return np.asarray(matrix.detach().cpu() if hasattr(matrix, "detach") else matrix).T
+
+
+#: FrEIA options whose value means something else to the spec, with the translation:
+#: FrEIA's ``Fixed1x1Conv(M)`` (0.2 and master) convolves with ``M.t()``, i.e. computes
+#: :math:`y = M^\top x`, where flowcore's ``Fixed1x1Conv(M)`` computes :math:`y = M x`.
+TRANSLATED_OPTIONS: dict[tuple[str, str], Any] = {("Fixed1x1Conv", "M"): _transposed}
+
+
 #: FrEIA options used only with conditions, and ignored without them (as FrEIA does).
 CONDITIONAL_OPTIONS: dict[str, tuple[str, ...]] = {
     "ElementwiseRationalQuadraticSpline": ("subnet_constructor",),
@@ -99,6 +115,7 @@ class FreiaBlock(FlowModule, InvertibleModule):
         if not dims_c:
             ignored |= set(CONDITIONAL_OPTIONS.get(name, ()))
         given = {k: v for k, v in options.items() if k not in ignored}
+        given = {k: TRANSLATED_OPTIONS.get((name, k), _as_given)(v) for k, v in given.items()}
         implied = VERSION_OPTIONS[freia_version()].get(name, {})
         spec: Transform = self.spec_class(**{**implied, **given})
         if dims_c and name not in USES_CONDITIONS:
@@ -111,6 +128,9 @@ class FreiaBlock(FlowModule, InvertibleModule):
             self, tree, initial_params(tree, seed), torch.get_default_dtype(), seed=seed
         )
         self.dims_in, self.dims_c = ins, conds
+        #: The FrEIA version whose behaviour and ``state_dict`` layout the block has.
+        self.freia_version = freia_version()
+        install_block_hooks(self)
 
     def output_dims(self, input_dims: Sequence[Shape] | None = None) -> list[Shape]:
         return [tuple(s) for s in self.flowcore_tree.signature.outputs]

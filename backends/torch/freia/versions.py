@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from flowcore.interop.freia_blocks import VERSIONS, FreiaVersion
+
 #: The FrEIA versions the drop-in reproduces.
-FREIA_VERSIONS = ("0.2", "master")
+FREIA_VERSIONS = VERSIONS
 
-_current = ["0.2"]
+_current: list[FreiaVersion] = ["0.2"]
 
 
-def freia_version() -> str:
+def freia_version() -> FreiaVersion:
     """The FrEIA version whose behaviour blocks built now reproduce."""
     return _current[0]
 
@@ -23,7 +27,7 @@ class use_freia:  # noqa: N801 (used as a function)
                 f"use_freia: version must be one of {FREIA_VERSIONS}, got {version!r}"
             )
         self._previous = _current[0]
-        _current[0] = version
+        _current[0] = cast(FreiaVersion, version)
 
     def __enter__(self) -> None:
         return None

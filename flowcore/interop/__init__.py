@@ -1,0 +1,1 @@
+"""Other libraries' models and checkpoints in flowcore, and flowcore models in theirs."""
