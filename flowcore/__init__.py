@@ -3,7 +3,7 @@
 ``import flowcore`` imports no framework; a backend is imported when it is first asked for.
 """
 
-from . import transforms
+from . import layers, transforms
 from .api import (
     backend_of,
     build,
@@ -17,6 +17,7 @@ from .api import (
 from .backend import BackendInfo, installed_backends, register
 from .errors import BackendError, FlowError, ParameterError, ShapeError
 from .io import load, save
+from .layers import Sequential
 from .models import (
     ConditionNode,
     FeedForwardNode,
@@ -54,8 +55,8 @@ __all__ = [
     "MLP", "BackendError", "BackendInfo", "Child", "ConditionNode", "Context", "Conv2d",
     "ConvNet", "FeedForwardNode", "FlowError", "GraphINN", "InputNode", "Inverse", "Linear",
     "NativeSubnet", "Node", "OptionError", "OutputNode", "ParamSpec", "ParameterError",
-    "Reference", "SequenceINN", "ShapeError", "Signature", "SimpleTransform", "Spec", "Subnet",
-    "Transform",
+    "Reference", "SequenceINN", "Sequential", "ShapeError", "Signature", "SimpleTransform", "Spec",
+    "Subnet", "Transform", "layers",
     "backend_of", "build", "build_tree", "collect_nodes", "draw_graph", "get_backend",
     "get_params", "graph_dot", "graph_text", "initial_params", "installed_backends", "load",
     "reference", "register", "save", "set_backend", "set_params", "tree_of",

@@ -47,7 +47,9 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
         "conditions": tree.signature.conditions,
         "dtype": dtype,
     }
-    tensors = {k: np.ascontiguousarray(v) for k, v in params.items()}
+    # np.require keeps 0-d arrays (BatchNorm's num_batches_tracked); ascontiguousarray would
+    # make them 1-d
+    tensors = {k: np.require(v, requirements="C") for k, v in params.items()}
     _safetensors().save_file(tensors, os.fspath(path), metadata={FORMAT: json.dumps(header)})
 
 

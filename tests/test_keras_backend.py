@@ -242,6 +242,10 @@ def _namespace_calls(rng, dtype):
         "conv2d": lambda xp, t: xp.conv2d(t(img), t(kernel), t(sq[0]), 1),
         "relu": lambda xp, t: xp.relu(t(a)),
         "leaky_relu": lambda xp, t: xp.leaky_relu(t(a), 0.1),
+        "pad2d": lambda xp, t: xp.pad2d(t(img), (1, 0, 2, 3)),
+        "sigmoid": lambda xp, t: xp.sigmoid(t(a)),
+        "elu": lambda xp, t: xp.elu(t(a), 0.7),
+        "softplus": lambda xp, t: xp.softplus(t(a), 1.5, 0.5),
     }
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import array_api_compat
 from keras import ops
 
-from flowcore.namespace import extend
+from flowcore.namespace import conv_padding, extend
 
 Array = Any
 
@@ -70,16 +70,24 @@ def take(x: Array, indices: Array, axis: int | None = None) -> Array:
     return ops.take(x, indices, axis=axis)
 
 
-def conv2d(x: Array, w: Array, b: Array, padding: int) -> Array:
-    """NCHW cross-correlation with an OIHW kernel, stride 1, ``padding`` zeros per side.
+def conv2d(x: Array, w: Array, b: Array | None, padding: int | Sequence[int]) -> Array:
+    """NCHW cross-correlation with an OIHW kernel, stride 1, ``padding`` zeros per side (an
+    int, or ``(ph, pw)``); no bias when ``b`` is None.
 
     Computed channels-last, the one layout TensorFlow's CPU convolution supports.
     """
+    ph, pw = conv_padding(padding)
     x = ops.transpose(x, (0, 2, 3, 1))
-    if padding:
-        x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    if ph or pw:
+        x = ops.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
     y = ops.conv(x, ops.transpose(w, (2, 3, 1, 0)), padding="valid", data_format="channels_last")
-    return ops.transpose(y + b, (0, 3, 1, 2))
+    return ops.transpose(y if b is None else y + b, (0, 3, 1, 2))
+
+
+def pad2d(x: Array, padding: Sequence[int]) -> Array:
+    """Zeros around the last two axes, ``padding = (left, right, top, bottom)``."""
+    left, right, top, bottom = padding
+    return ops.pad(x, [(0, 0)] * (len(x.shape) - 2) + [(top, bottom), (left, right)])
 
 
 #: Array API functions keras.ops has under the same name and the same positional order.
@@ -188,4 +196,4 @@ if _OWN is not None:  # the arrays' own namespace, which keeps float64
         if hasattr(_OWN, _name):
             setattr(_KERAS, _name, getattr(_OWN, _name))
 
-XP = extend(_KERAS, conv2d=conv2d, relu=ops.relu)
+XP = extend(_KERAS, conv2d=conv2d, pad2d=pad2d, relu=ops.relu)
