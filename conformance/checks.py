@@ -23,7 +23,7 @@ import numpy as np
 import flowcore as fc
 from flowcore.backend import Backend, load_backend
 from flowcore.executor import dtype_name
-from flowcore.spec import Array, Child, Context, Shape, Signature, Transform
+from flowcore.spec import Array, Child, ConditionKind, Context, Shape, Signature, Transform
 from flowcore.tree import Node, build_tree, initial_params
 
 from .cases import CASES, Case
@@ -85,7 +85,11 @@ class Subject:
     cs: list[np.ndarray]
 
     def native(self, arrays: Sequence[np.ndarray]) -> list[Any]:
-        return [self.backend.to_native(a, self.dtype, self.device) for a in arrays]
+        """Native arrays in the model's dtype; integer ones (index conditions) in int64."""
+        return [
+            self.backend.to_native(a, "int64" if _is_index(a) else self.dtype, self.device)
+            for a in arrays
+        ]
 
     def call(self, xs: Sequence[Any], rev: bool = False) -> tuple[list[Any], Any]:
         """Run the model on native arrays (NumPy ones are converted); native results."""
@@ -107,8 +111,13 @@ class Subject:
         return tolerance(self.dtype, check)
 
 
+def _is_index(a: np.ndarray) -> bool:
+    return np.asarray(a).dtype.kind in "iu"
+
+
 def _rounded(arrays: Sequence[np.ndarray], dtype: str) -> list[np.ndarray]:
-    return [a.astype(dtype).astype(np.float64) for a in arrays]
+    """Float arrays rounded to ``dtype`` (kept in float64); integer ones as they are."""
+    return [a if _is_index(a) else a.astype(dtype).astype(np.float64) for a in arrays]
 
 
 @functools.cache
@@ -222,6 +231,9 @@ class Flattened(Transform):
         self, inputs: Sequence[Shape], conditions: Sequence[Shape]
     ) -> tuple[Shape, ...]:
         return ((sum(math.prod(s) for s in self._outputs(conditions)),),)
+
+    def condition_kinds(self, conditions: Sequence[Shape]) -> tuple[ConditionKind, ...]:
+        return tuple(self.inner.condition_kinds(conditions))
 
     def children(self, sig: Signature) -> Sequence[Child]:
         return (Child("inner", self.inner, self.inputs, sig.conditions),)

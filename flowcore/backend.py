@@ -59,7 +59,10 @@ class Backend(Protocol):
     def devices(self) -> Sequence[str]:
         """Devices present here, e.g. ``["cpu", "cuda"]``."""
 
-    def to_native(self, array: np.ndarray, dtype: str, device: str) -> Any: ...
+    def to_native(self, array: np.ndarray, dtype: str, device: str) -> Any:
+        """``array`` as a native array of ``dtype`` on ``device``: ``"float32"`` or
+        ``"float64"``, or ``"int64"`` for an index condition (a backend without 64-bit
+        integers, JAX without x64, may hold it as int32)."""
 
     def to_numpy(self, array: Any) -> np.ndarray: ...
 

@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 
 from .errors import ParameterError, ShapeError
-from .spec import Array, Context, Draw, Namespace, Subnet, Transform, batch_zeros
+from .spec import Array, ConditionKind, Context, Draw, Namespace, Subnet, Transform, batch_zeros
 from .tree import Node
 
 FLOAT_DTYPES = ("float32", "float64")
+#: The dtypes an ``"index"`` condition may have (:meth:`flowcore.Transform.condition_kinds`).
+INDEX_DTYPES = ("int32", "int64")
 #: ``(outputs, log_det, updates)``: updates map parameter names to their new values.
 Result = tuple[list[Array], Array, dict[str, Array]]
 
@@ -53,29 +55,46 @@ def _shape_text(shape: Sequence[Any]) -> str:
 
 
 def _check_arrays(
-    node: Node, what: str, arrays: Sequence[Array], shapes: Sequence[tuple[int, ...]]
+    node: Node,
+    what: str,
+    arrays: Sequence[Array],
+    shapes: Sequence[tuple[int, ...]],
+    kinds: Sequence[ConditionKind] | None = None,
 ) -> None:
     if len(arrays) != len(shapes):
         raise ShapeError(f"{node.label}: expected {len(shapes)} {what}(s), got {len(arrays)}")
     for i, (a, shape) in enumerate(zip(arrays, shapes, strict=True)):
-        got = tuple(a.shape)
+        kind = "float" if kinds is None else kinds[i]
+        try:
+            got, dtype = tuple(a.shape), a.dtype
+        except AttributeError:
+            raise ShapeError(
+                f"{node.label}: {what} {i} should be an array of shape {_shape_text(shape)}, "
+                f"got {type(a).__name__}"
+            ) from None
         if got[1:] != shape or not got:
             raise ShapeError(
                 f"{node.label}: {what} {i} should have shape {_shape_text(shape)}, got {got}"
             )
-        dtype = a.dtype
+        if kind == "any":
+            continue
         key = (type(dtype), dtype)
-        if key not in _FLOAT_KEYS:
+        seen = _KIND_KEYS[kind]
+        if key not in seen:
             name = dtype_name(dtype)
-            if name not in FLOAT_DTYPES:
-                raise ShapeError(
-                    f"{node.label}: {what} {i} should be float32 or float64, got {name}"
+            allowed = FLOAT_DTYPES if kind == "float" else INDEX_DTYPES
+            if name not in allowed:
+                want = (
+                    "float32 or float64"
+                    if kind == "float"
+                    else "an integer index (int32 or int64)"
                 )
-            _FLOAT_KEYS.add(key)
+                raise ShapeError(f"{node.label}: {what} {i} should be {want}, got {name}")
+            seen.add(key)
 
 
-#: The dtypes seen to be float32 or float64, by (type, dtype): one set lookup per array.
-_FLOAT_KEYS: set[tuple[type, Any]] = set()
+#: The dtypes seen to be of each kind, by (type, dtype): one set lookup per array.
+_KIND_KEYS: dict[str, set[tuple[type, Any]]] = {"float": set(), "index": set()}
 
 
 def check_call(
@@ -88,7 +107,7 @@ def check_call(
         rev, jac = bool(rev), bool(jac)
     sig = node.signature
     _check_arrays(node, "output" if rev else "input", xs, sig.outputs if rev else sig.inputs)
-    _check_arrays(node, "condition", cs, sig.conditions)
+    _check_arrays(node, "condition", cs, sig.conditions, node.condition_kinds)
     return rev, jac
 
 

@@ -13,14 +13,20 @@ from .spec import Array, Namespace, Shape
 from .tree import Node
 
 
+def _condition(c: np.ndarray) -> np.ndarray:
+    """A condition in float64, or int64 if it holds integers (an index condition)."""
+    c = np.asarray(c)
+    return c.astype(np.int64 if c.dtype.kind in "iu" else np.float64)
+
+
 class Reference:
     """Runs a spec tree in float64 with the given canonical parameters.
 
     It computes with NumPy unless given another Array API namespace ``xp`` (built with
     :func:`flowcore.namespace.extend`, e.g. :func:`flowcore.namespace.strict_namespace`):
     inputs, conditions and parameters are handed to the math as ``xp.asarray`` of their
-    float64 (int64 for index parameters) NumPy values, and the results come back as NumPy
-    arrays.
+    float64 NumPy values (int64 for index parameters and integer conditions), and the
+    results come back as NumPy arrays.
 
     Like a native model it keeps state: updates a call makes (ActNorm's initialisation) are
     written into :attr:`params`. Random draws come from a NumPy generator seeded by ``seed``.
@@ -52,7 +58,7 @@ class Reference:
     ) -> tuple[list[np.ndarray], np.ndarray]:
         xp = self._xp
         xs = [xp.asarray(np.asarray(x, dtype=np.float64)) for x in xs]
-        cs = [xp.asarray(np.asarray(c, dtype=np.float64)) for c in cs]
+        cs = [xp.asarray(_condition(c)) for c in cs]
         params = {k: xp.asarray(v) for k, v in self.params.items()}
         ys, log_det, updates = functional_call(
             self.tree, xp, params, xs, cs, rev, jac, draw=self._draw

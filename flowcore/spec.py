@@ -40,6 +40,10 @@ Initializer = Callable[[np.random.Generator], np.ndarray]
 Draw = Callable[[str, Shape, Array], Array]
 #: What :mod:`flowcore.params` checks a parameter's values against when they are set.
 Constraint = Literal["permutation", "orthogonal"]
+#: What a condition holds (:meth:`Transform.condition_kinds`): ``"float"`` values (float32 or
+#: float64, the default), ``"index"`` integers (int32 or int64, such as a mixture component
+#: per sample), or ``"any"``: a container hands it on unchecked to the transform that uses it.
+ConditionKind = Literal["float", "index", "any"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,6 +293,13 @@ class Transform(Spec):
         condition nodes), used when :func:`flowcore.build` is given none; None otherwise."""
         return None
 
+    def condition_kinds(self, conditions: Sequence[Shape]) -> tuple[ConditionKind, ...]:
+        """What each condition holds, for these condition shapes: ``"float"`` (the default),
+        ``"index"`` (integers, which the executor checks are int32 or int64 and no adapter
+        casts to the model's dtype) or ``"any"`` (handed on unchecked). A container
+        answers for the conditions it hands to its children."""
+        return same_kind("float", len(conditions))
+
     def signature(
         self, inputs: Sequence[Sequence[int]], conditions: Sequence[Sequence[int]] = ()
     ) -> Signature:
@@ -352,6 +363,22 @@ def _signature(spec: Transform, ins: tuple[Shape, ...], conds: tuple[Shape, ...]
     sequence infers its output shapes, when it lists its children and when each child is
     bound; specs are frozen values, so the answer cannot change."""
     return Signature(ins, tuple(spec.output_shapes(ins, conds)), conds)
+
+
+def same_kind(kind: ConditionKind, n: int) -> tuple[ConditionKind, ...]:
+    """``n`` conditions all of ``kind``."""
+    return (kind,) * n
+
+
+def agreed_kind(kinds: Sequence[ConditionKind]) -> ConditionKind | None:
+    """The kind of a condition that several children read: the one they agree on (``"any"``
+    agrees with every kind; none read it: ``"float"``), None when two disagree."""
+    wanted = set(kinds) - {"any"}
+    if len(wanted) > 1:
+        return None
+    if wanted:
+        return next(iter(wanted))
+    return "any" if kinds else "float"
 
 
 def batch_zeros(xp: Namespace, x: Array) -> Array:

@@ -19,7 +19,17 @@ from typing import Any
 import numpy as np
 
 from .errors import ShapeError
-from .spec import Child, NativeSubnet, ParamSpec, Signature, Spec, Subnet, Transform
+from .spec import (
+    Child,
+    ConditionKind,
+    NativeSubnet,
+    ParamSpec,
+    Signature,
+    Spec,
+    Subnet,
+    Transform,
+    same_kind,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +54,21 @@ class Node:
     def label(self) -> str:
         name = self.spec.name if isinstance(self.spec, NativeSubnet) else self.spec.label
         return f"{name} at '{self.path}'" if self.path else name
+
+    @functools.cached_property
+    def condition_kinds(self) -> tuple[ConditionKind, ...]:
+        """What each condition holds (:meth:`flowcore.Transform.condition_kinds`), which
+        :func:`flowcore.executor.check_call` checks; a subnet's are floats."""
+        conds = self.signature.conditions
+        if not isinstance(self.spec, Transform):
+            return same_kind("float", len(conds))
+        kinds = tuple(self.spec.condition_kinds(conds))
+        if len(kinds) != len(conds) or not set(kinds) <= {"float", "index", "any"}:
+            raise ValueError(
+                f"{self.label}: condition_kinds gave {kinds} for {len(conds)} condition(s); "
+                'each must be "float", "index" or "any"'
+            )
+        return kinds
 
     def full_name(self, param: str) -> str:
         return f"{self.path}.{param}" if self.path else param
@@ -92,7 +117,9 @@ def _bind(spec: Spec | NativeSubnet, sig: Signature, path: str) -> Node:
     clash = set(names) & set(children) or {n for n in names if names.count(n) > 1}
     if clash:
         raise ValueError(f"{spec.label}: names used twice: {sorted(clash)}")
-    return Node(spec, sig, path, params, children)
+    node = Node(spec, sig, path, params, children)
+    node.condition_kinds  # noqa: B018  (a container whose children disagree fails here)
+    return node
 
 
 def _bind_child(child: Child, path: str) -> Node:

@@ -71,7 +71,11 @@ class JaxBackend:
         return ["cpu", *gpus, *(["tpu"] if "tpu" in platforms else [])]
 
     def to_native(self, array: np.ndarray, dtype: str, device: str | jax.Device) -> jax.Array:
-        return jax.device_put(jnp.asarray(array, jax_dtype(dtype)), _device(device))
+        if dtype == "int64":  # an index condition: int32 where JAX runs without x64
+            native = jnp.asarray(np.asarray(array, dtype=np.int64))
+        else:
+            native = jnp.asarray(array, jax_dtype(dtype))
+        return jax.device_put(native, _device(device))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return np.asarray(array)

@@ -17,6 +17,11 @@ def _dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
+def _array_dtype(name: str) -> torch.dtype:
+    """The dtype of an input or condition: a float one, or int64 for an index condition."""
+    return torch.int64 if name == "int64" else _dtype(name)
+
+
 class TorchBackend:
     name = "torch"
 
@@ -44,7 +49,7 @@ class TorchBackend:
         return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
     def to_native(self, array: np.ndarray, dtype: str, device: str) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array), dtype=_dtype(dtype), device=device)
+        return torch.as_tensor(np.asarray(array), dtype=_array_dtype(dtype), device=device)
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return array.detach().cpu().numpy()

@@ -43,6 +43,9 @@ class Case:
     #: Why the loss is not differentiable in the parameters at these inputs (a spline's
     #: log-det at a knot); the check against central differences is then not run.
     not_smooth: str = ""
+    #: ``(position, n)`` pairs: condition ``position`` is an index condition, int64 drawn
+    #: uniformly from ``range(n)`` (a mixture's component per sample), not standard normal.
+    index_conditions: tuple[tuple[int, int], ...] = ()
 
     def tree(self) -> Node:
         return build_tree(self.make(), self.inputs, self.conditions)
@@ -57,11 +60,17 @@ class Case:
         return self.prepare(params) if self.prepare is not None else params
 
     def data(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Float64 inputs and conditions, standard normal (but :attr:`special_inputs`), with
-        the batch axis."""
+        """Float64 inputs and conditions, standard normal (but :attr:`special_inputs` and
+        the int64 :attr:`index_conditions`), with the batch axis."""
         rng = np.random.default_rng([self.seed, 2])
         xs = [rng.standard_normal((self.batch, *s)) for s in self.inputs]
-        cs = [rng.standard_normal((self.batch, *s)) for s in self.conditions]
+        bounds = dict(self.index_conditions)
+        cs = [
+            rng.integers(0, bounds[i], (self.batch, *s))
+            if i in bounds
+            else rng.standard_normal((self.batch, *s))
+            for i, s in enumerate(self.conditions)
+        ]
         if self.special_inputs:
             flat = xs[0].reshape(-1)
             flat[: len(self.special_inputs)] = self.special_inputs
@@ -131,6 +140,7 @@ from . import (  # noqa: E402, F401, I001
     autoregressive,
     couplings,
     elementwise,
+    mixture,
     models,
     normalization,
     permutations,

@@ -13,7 +13,18 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import ShapeError
-from ..spec import Array, Child, Context, NativeSubnet, Shape, Signature, Spec, Transform
+from ..spec import (
+    Array,
+    Child,
+    ConditionKind,
+    Context,
+    NativeSubnet,
+    Shape,
+    Signature,
+    Spec,
+    Transform,
+    agreed_kind,
+)
 from .nodes import (
     ConditionNode,
     FeedForwardNode,
@@ -104,6 +115,7 @@ class GraphINN(Transform):
         self.reverse_order = tuple(_kahn(steps, self._needs(rev=True), "reverse", labels))
         outs = [self._by_name[n].inputs[0] for n in self.output_names]
         self._output_edges: tuple[Edge, ...] = tuple(outs)
+        self._condition_kinds = self._kinds_of_conditions()
 
     # -- description ----------------------------------------------------------------------
     @property
@@ -213,7 +225,36 @@ class GraphINN(Transform):
                 )
         return needs
 
+    def _kinds_of_conditions(self) -> tuple[ConditionKind, ...]:
+        """Each condition node's kind, as the nodes reading it declare it (float if none);
+        a ShapeError when two readers disagree."""
+        readers: dict[str, list[tuple[ConditionKind, str]]] = {n: [] for n in self.condition_names}
+        for r in self.records:
+            if r.kind == "node":
+                assert isinstance(r.spec, Transform)
+                kinds = tuple(r.spec.condition_kinds(r.condition_dims))
+            elif r.kind == "feed_forward":  # a portable subnet computes with floats
+                kinds = ("any" if isinstance(r.spec, NativeSubnet) else "float",)
+            else:
+                continue
+            for (name, _), kind in zip(r.conditions, kinds, strict=True):
+                if name in readers:
+                    readers[name].append((kind, self._labels[r.name]))
+        out = []
+        for name, read in readers.items():
+            agreed = agreed_kind([k for k, _ in read])
+            if agreed is None:
+                how = ", ".join(f"{who} as {k!r}" for k, who in read)
+                raise ShapeError(
+                    f"GraphINN: {self._labels[name]} is read as different kinds of value: {how}"
+                )
+            out.append(agreed)
+        return tuple(out)
+
     # -- the transform ------------------------------------------------------------------------
+    def condition_kinds(self, conditions: Sequence[Shape]) -> tuple[ConditionKind, ...]:
+        return self._condition_kinds
+
     def output_shapes(
         self, inputs: Sequence[Shape], conditions: Sequence[Shape]
     ) -> tuple[Shape, ...]:

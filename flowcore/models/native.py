@@ -21,7 +21,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import FlowError, ShapeError
-from ..spec import Array, Child, Context, NativeSubnet, Shape, Signature, Transform
+from ..spec import (
+    Array,
+    Child,
+    ConditionKind,
+    Context,
+    NativeSubnet,
+    Shape,
+    Signature,
+    Transform,
+    same_kind,
+)
 from .nodes import _GivenModule
 
 
@@ -59,6 +69,9 @@ class NativeTransform(Transform):
                 f"{[tuple(s) for s in inputs]}"
             )
         return tuple(tuple(int(d) for d in s) for s in self.module.output_dims(list(inputs)))
+
+    def condition_kinds(self, conditions: Sequence[Shape]) -> tuple[ConditionKind, ...]:
+        return same_kind("any", len(conditions))  # the module takes what it takes
 
     def children(self, sig: Signature) -> Sequence[Child]:
         native = NativeSubnet(_GivenModule(self.module))

@@ -166,12 +166,16 @@ class InputNode(GraphNode):
 
 
 class ConditionNode(GraphNode):
-    """A condition given to the graph's call, read by nodes as ``conditions=``."""
+    """A condition given to the graph's call, read by nodes as ``conditions=``:
+    ``ConditionNode(10)`` a vector per sample, ``ConditionNode()`` one number per sample
+    (shape ``()``, such as :class:`~flowcore.GaussianMixtureModel`'s component index)."""
 
     kind = "condition"
 
     def __init__(self, *dims: int, name: str | None = None) -> None:
-        self.dims = _dims(dims, f"ConditionNode {name!r}" if name else "ConditionNode")
+        scalar = dims in ((), ((),))
+        where = f"ConditionNode {name!r}" if name else "ConditionNode"
+        self.dims = () if scalar else _dims(dims, where)
         super().__init__(None, None, None, name)
 
     def _infer_shapes(self) -> list[Shape]:

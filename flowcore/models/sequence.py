@@ -7,7 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ShapeError
-from ..spec import Array, Child, Context, Shape, Signature, Transform
+from ..spec import (
+    Array,
+    Child,
+    ConditionKind,
+    Context,
+    Shape,
+    Signature,
+    Transform,
+    agreed_kind,
+    same_kind,
+)
 
 
 class SequenceINN(Transform):
@@ -100,6 +110,24 @@ class SequenceINN(Transform):
             shapes = self.transforms[i].input_shapes(shapes, self._conditions_of(i, conditions))
         return shapes
 
+    def condition_kinds(self, conditions: Sequence[Shape]) -> tuple[ConditionKind, ...]:
+        """Each condition's kind as the blocks that take it declare it (float if none)."""
+        readers: list[list[ConditionKind]] = [[] for _ in conditions]
+        for i, t in enumerate(self.transforms):
+            idx, conds = self.conditions[i], self._conditions_of(i, conditions)
+            if idx is not None:
+                readers[idx].extend(t.condition_kinds(conds))
+        kinds = []
+        for idx, wanted in enumerate(readers):
+            kind = agreed_kind(wanted)
+            if kind is None:
+                raise ShapeError(
+                    f"SequenceINN: condition {idx} is read as {sorted(set(wanted))} by its "
+                    "blocks; one condition holds one kind of value"
+                )
+            kinds.append(kind)
+        return tuple(kinds)
+
     def children(self, sig: Signature) -> Sequence[Child]:
         shapes, out = sig.inputs, []
         for i, t in enumerate(self.transforms):
@@ -179,6 +207,9 @@ class Inverse(Transform):
             return None
         return tuple(self.inner.output_shapes(*shapes)), shapes[1]
 
+    def condition_kinds(self, conditions: Sequence[Shape]) -> tuple[ConditionKind, ...]:
+        return tuple(self.inner.condition_kinds(conditions))
+
     def children(self, sig: Signature) -> Sequence[Child]:
         return (Child("inner", self.inner, sig.outputs, sig.conditions),)
 
@@ -231,6 +262,9 @@ class Unconditioned(Transform):
         self, outputs: Sequence[Shape], conditions: Sequence[Shape]
     ) -> tuple[Shape, ...]:
         return tuple(self.inner.input_shapes(outputs, ()))
+
+    def condition_kinds(self, conditions: Sequence[Shape]) -> tuple[ConditionKind, ...]:
+        return same_kind("any", len(conditions))  # ignored, whatever they hold
 
     def children(self, sig: Signature) -> Sequence[Child]:
         return (Child("inner", self.inner, sig.inputs, ()),)

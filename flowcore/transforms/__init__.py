@@ -18,6 +18,7 @@ from .elementwise import (
     LearnedElementwiseScaling,
     Logit,
 )
+from .mixture import GaussianMixtureModel
 from .normalization import ActNorm, actnorm_params_from_freia, actnorm_params_to_freia
 from .permutations import (
     Fixed1x1Conv,
@@ -46,6 +47,7 @@ __all__ = [
     "ActNorm", "AffineCouplingOneSided", "AllInOneBlock", "Concat",
     "ConditionalAffineTransform", "ElementwiseRationalQuadraticSpline", "Fixed1x1Conv",
     "FixedLinearTransform", "Flatten", "GINCouplingBlock", "GLOWCouplingBlock",
+    "GaussianMixtureModel",
     "HaarDownsampling", "HaarUpsampling", "HouseholderPerm", "IResNetLayer",
     "IRevNetDownsampling", "IRevNetUpsampling", "InvAutoAct", "InvAutoActFixed",
     "InvAutoActTwoSided", "InvertibleConv1x1", "InvertibleLinear", "InvertibleSigmoid",
