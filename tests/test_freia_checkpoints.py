@@ -100,6 +100,11 @@ BLOCKS = {
     "auto_act_two_sided": ("InvAutoActTwoSided", VEC, (), {}, "all"),
     "orthogonal": ("OrthogonalTransform", VEC, (), {}, "all"),
     "householder": ("HouseholderPerm", VEC, (), {"n_reflections": 2}, "all"),
+    "irevnet_down": ("IRevNetDownsampling", ((3, 4, 4),), (), {}, "all"),
+    "irevnet_up": ("IRevNetUpsampling", ((8, 2, 2),), (), {}, "all"),
+    "haar_down": ("HaarDownsampling", ((3, 4, 4),), (), {"rebalance": 0.5}, "all"),
+    "haar_up": ("HaarUpsampling", ((8, 2, 2),), (), {}, "all"),
+    "haar_by_wavelet": ("HaarDownsampling", ((2, 4, 4),), (), {"order_by_wavelet": True}, "all"),
     "iresnet": (
         "IResNetLayer",
         VEC,
@@ -149,6 +154,7 @@ def _data(name: str):
 
 
 def _run(module, x, c, rev=False):
+    x = [t.clone() for t in x]  # FrEIA's Haar inverse scales its input in place
     out, log_det = module(x, c=c, rev=rev, jac=True) if c else module(x, rev=rev, jac=True)
     return [o.detach() for o in out], torch.as_tensor(log_det).detach() * torch.ones(BATCH)
 

@@ -3,6 +3,7 @@ with and without conditions, each clamp activation and both kinds of ``split_len
 
 from __future__ import annotations
 
+from flowcore.layers import BatchNorm, Conv2d, LeakyReLU, Linear, Sequential, Tanh, ZeroPad2d
 from flowcore.spec import Shape, Transform
 from flowcore.transforms import couplings as cp
 
@@ -43,3 +44,31 @@ _case("gin_img_cond", cp.GINCouplingBlock, (4, 4, 3), ((1, 4, 3),))
 _case("onesided_img", cp.AffineCouplingOneSided, (3, 4, 4), clamp_activation="SIGMOID")
 _case("cat_img_cond", cp.ConditionalAffineTransform, (3, 4, 4), ((2, 4, 4),))
 _case("cat_img_two_conds", cp.ConditionalAffineTransform, (2, 3, 3), ((3,), (1, 3, 3)), clamp=1.5)
+
+# Subnets as torch's nn.Sequential builds them (flowcore.layers): asymmetric zero padding,
+# a rectangular kernel, BatchNorm (eval), a bias-free last layer; and one net per subnet.
+_image_net = Sequential(
+    layers=(
+        ZeroPad2d((1, 1, 2, 0)), Conv2d(6, (3, 3), padding=0), BatchNorm(), LeakyReLU(0.1),
+        Conv2d(None, (1, 3), padding=(0, 1), bias=False),
+    )
+)  # fmt: skip
+register(
+    Case(
+        "coupling_glow_img_sequential",
+        lambda: cp.GLOWCouplingBlock(subnet=_image_net, clamp=1.4),
+        ((3, 4, 5),),
+    )
+)
+_vector_nets = cp.Subnets(
+    names=("subnet_s1", "subnet_t1", "subnet_s2", "subnet_t2"),
+    nets=tuple(Sequential(layers=(Linear(h), Tanh(), Linear())) for h in (4, 6, 8, 3)),
+)
+register(
+    Case(
+        "coupling_rnvp_vec_subnets",
+        lambda: cp.RNVPCouplingBlock(subnet=_vector_nets),
+        ((5,),),
+        ((2,),),
+    )
+)

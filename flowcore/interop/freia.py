@@ -14,8 +14,9 @@ version (a 0/1 permutation matrix: 0.2; an int64 index: master; ActNorm's keys; 
 buffers: master) it is used, and a ``version=`` that contradicts it is an error; where
 nothing shows it and it matters, ``version=`` must be given: the importer never guesses.
 
-``module_list`` follows FrEIA's node order: the ``node_list`` as given in FrEIA 0.2, the
-topological order in master (an error where a graph has more than one: pass ``order=``).
+A GraphINN's ``module_list`` is in FrEIA's topological order of its nodes (0.2 and master
+both sort the node list): where a graph has more than one, FrEIA's depends on its node
+objects' hashes, and ``order=`` (the node names) must be given.
 """
 
 from __future__ import annotations
@@ -52,27 +53,33 @@ def _version(version: str | None) -> FreiaVersion | None:
     return VERSION_NAMES[version]
 
 
-def _master_order(spec: GraphINN, names: Sequence[str]) -> list[str]:
-    """FrEIA master's ``module_list`` order: the graph's topological order, if only one."""
+def _topological(spec: GraphINN, names: Sequence[str], strict: bool) -> list[str]:
+    """FrEIA's ``module_list`` order: a topological order of the graph's blocks (0.2 and
+    master sort the node list so). Where the graph has more than one, FrEIA's depends on
+    the hashes of its node objects: ``strict`` makes that an error, else ties go to the
+    node listed first."""
     needs = {n: set(spec._needs(rev=False)[n]) & set(names) for n in names}
     done: list[str] = []
     while len(done) < len(names):
         ready = [n for n in names if n not in done and needs[n] <= set(done)]
-        if len(ready) > 1:
+        if len(ready) > 1 and strict:
             raise ParameterError(
-                f"GraphINN: FrEIA master keeps the blocks in a topological order, and this "
-                f"graph has more than one ({ready} can come next): pass order=[node names] "
-                "in the order of the checkpoint's module_list"
+                f"GraphINN: FrEIA keeps the blocks in a topological order, and this graph "
+                f"has more than one ({ready} can come next): pass order=[node names] in the "
+                "order of the checkpoint's module_list ([n.name for n in model.node_list "
+                "if n.module is not None] in FrEIA)"
             )
         done.append(ready[0])
     return done
 
 
 def freia_blocks(
-    tree: Node, version: FreiaVersion | None = None, order: Sequence[str] | None = None
+    tree: Node, order: Sequence[str] | None = None, strict: bool = True
 ) -> list[tuple[str, Node]]:
     """The blocks of ``tree`` with their key prefix in a FrEIA state: ``module_list.{i}.``
-    for a SequenceINN or GraphINN, ``""`` for a lone block."""
+    for a SequenceINN or GraphINN, ``""`` for a lone block. A graph's blocks are in
+    ``order`` (node names) if given, else in FrEIA's topological order (``strict``: an
+    error where there are several, else ties to the node listed first)."""
     spec = tree.spec
     if isinstance(spec, SequenceINN):
         nodes = list(tree.children.values())
@@ -85,8 +92,8 @@ def freia_blocks(
                     f"got {list(order)}"
                 )
             names = list(order)
-        elif version == "master":
-            names = _master_order(spec, names)
+        else:
+            names = _topological(spec, names, strict)
         nodes = [tree.children[n] for n in names]
     else:
         return [("", tree)]
@@ -147,7 +154,7 @@ def detect_version(
     """The FrEIA version the checkpoint's entries show, or None where none does; an
     error where blocks show different ones."""
     shown: dict[str, FreiaVersion] = {}
-    for key_prefix, node in freia_blocks(tree, "0.2", order):
+    for key_prefix, node in freia_blocks(tree, order):
         found = block_version(node, _entries(state, prefix + key_prefix))
         if found is not None:
             shown[prefix + key_prefix] = found
@@ -173,7 +180,7 @@ def _resolve(
         return given
     if shown is not None:
         return shown
-    blocks = freia_blocks(tree, "0.2", order)
+    blocks = freia_blocks(tree, order)
     matters = [node.label for _, node in blocks if version_matters(node)]
     if matters:
         raise ParameterError(
@@ -210,7 +217,7 @@ def _convert_in(
     tree: Node, state: Mapping[str, Any], version: str | None, prefix: str, order: Any
 ) -> tuple[dict[str, np.ndarray], FreiaVersion]:
     resolved = _resolve(tree, state, prefix, version, order)
-    blocks = freia_blocks(tree, resolved, order)
+    blocks = freia_blocks(tree, order)
     claimed = {prefix + key_prefix for key_prefix, _ in blocks if key_prefix}
     if claimed:
         stray = sorted(
@@ -253,7 +260,7 @@ def params_to_freia(
     floats = [np.asarray(v).dtype for v in params.values() if np.asarray(v).dtype.kind == "f"]
     dtype = floats[0] if floats else np.dtype(np.float32)
     state: dict[str, np.ndarray] = {}
-    for key_prefix, node in freia_blocks(tree, resolved, order):
+    for key_prefix, node in freia_blocks(tree, order):
         local = {node.relative(k): v for k, v in params.items() if _under(k, node.path)}
         where = _where(prefix + key_prefix, node)
         for k, v in block_to_freia(node, local, resolved, where).items():

@@ -20,6 +20,8 @@ Where they differ, a :class:`BlockFormat` converts one block's entries both ways
 - ``IRevNetDownsampling``, ``IRevNetUpsampling``: without ``legacy_backend``, FrEIA keeps
   its fixed (4C, 1, 2, 2) reshape kernel ``downsample_kernel`` (C the channels on the
   full-size side) as a frozen parameter; flowcore has no parameter: checked, and made.
+- ``HaarDownsampling``, ``HaarUpsampling``: FrEIA keeps its fixed ±1 kernel
+  ``haar_weights`` (4C, 1, 2, 2), checked and dropped (written on saving).
 - A user's own FrEIA module (:class:`flowcore.models.NativeTransform`): its own entries.
 - Splines (master only): the ``bins``, ``min_bin_sizes``, ``default_domain``,
   ``identity_tails`` and ``default_width`` buffers are the spec's options, checked.
@@ -45,6 +47,8 @@ from ..transforms import (
     ElementwiseRationalQuadraticSpline,
     Fixed1x1Conv,
     FixedLinearTransform,
+    HaarDownsampling,
+    HaarUpsampling,
     IResNetLayer,
     IRevNetDownsampling,
     IRevNetUpsampling,
@@ -482,6 +486,42 @@ def _irevnet_to(node: Node, params: Entries, version: FreiaVersion, where: str) 
 IREVNET = BlockFormat(_irevnet_from, _irevnet_to)
 
 
+# -- Haar wavelets ---------------------------------------------------------------------------
+
+
+def _haar_kernel(node: Node) -> np.ndarray:
+    """FrEIA's fixed ``haar_weights`` (4C, 1, 2, 2): per channel the average, vertical,
+    horizontal and diagonal ±1 patterns (C the channels on the image side)."""
+    (shape,) = node.signature.inputs
+    channels = shape[0] if isinstance(node.spec, HaarDownsampling) else shape[0] // 4
+    one = np.ones((4, 1, 2, 2))
+    for k, (i, j) in (
+        (1, (0, 1)),
+        (1, (1, 1)),
+        (2, (1, 0)),
+        (2, (1, 1)),
+        (3, (1, 0)),
+        (3, (0, 1)),
+    ):
+        one[k, 0, i, j] = -1.0
+    return np.concatenate([one] * channels, axis=0)
+
+
+def _haar_from(node: Node, entries: Entries, version: FreiaVersion, where: str) -> Entries:
+    kernel = _haar_kernel(node)
+    check_keys(where, entries, {"haar_weights": kernel.shape})
+    if not np.array_equal(_float(entries["haar_weights"]), kernel):
+        raise ParameterError(f"{where}: 'haar_weights' is not FrEIA's fixed Haar kernel")
+    return {}
+
+
+def _haar_to(node: Node, params: Entries, version: FreiaVersion, where: str) -> Entries:
+    return {"haar_weights": _haar_kernel(node)}
+
+
+HAAR = BlockFormat(_haar_from, _haar_to)
+
+
 # -- a user's own FrEIA module ----------------------------------------------------------------
 
 
@@ -511,9 +551,15 @@ FORMATS: dict[type[Transform], BlockFormat] = {
     LinearSpline: _spline_format("spline_base."),
     ElementwiseRationalQuadraticSpline: _spline_format(""),
     NativeTransform: NATIVE,
+    HaarDownsampling: HAAR,
+    HaarUpsampling: HAAR,
 }
 
 
 def format_of(node: Node) -> BlockFormat:
-    """The FrEIA form of the transform at ``node``."""
-    return FORMATS.get(type(node.spec), SAME)  # type: ignore[arg-type]
+    """The FrEIA form of the transform at ``node`` (that of its class or the nearest base
+    class listed, e.g. :class:`NativeTransform` for a subclass of it)."""
+    for cls in type(node.spec).__mro__:
+        if cls in FORMATS:
+            return FORMATS[cls]
+    return SAME

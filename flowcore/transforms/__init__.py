@@ -9,6 +9,7 @@ from .couplings import (
     GLOWCouplingBlock,
     NICECouplingBlock,
     RNVPCouplingBlock,
+    Subnets,
 )
 from .elementwise import (
     InvAutoAct,
@@ -53,7 +54,7 @@ __all__ = [
     "InvAutoActTwoSided", "InvertibleConv1x1", "InvertibleLinear", "InvertibleSigmoid",
     "LearnedElementwiseScaling", "LinearSpline", "Logit", "MADE", "MaskedAutoregressive",
     "NICECouplingBlock", "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock",
-    "RationalQuadraticSpline", "Reshape", "Split", "actnorm_params_from_freia",
+    "RationalQuadraticSpline", "Reshape", "Split", "Subnets", "actnorm_params_from_freia",
     "actnorm_params_to_freia", "iresnet_params_from_freia", "orthogonal_correction",
     "series_truncation_bound",
 ]  # fmt: skip

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from ..errors import ShapeError
 from ..options import POSITIVE, OptionError, Range
@@ -33,6 +33,7 @@ from ..spec import (
     Shape,
     Signature,
     SimpleTransform,
+    Spec,
     Subnet,
     sum_per_sample,
 )
@@ -40,6 +41,7 @@ from . import pieces
 
 __all__ = [
     "AffineCouplingOneSided",
+    "Subnets",
     "ConditionalAffineTransform",
     "GINCouplingBlock",
     "GLOWCouplingBlock",
@@ -106,21 +108,66 @@ def _total(log_dets: Sequence[Array | None], inverse: bool) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
+class Subnets(Spec):
+    """A portable subnet for each subnet of a coupling block, by the block's subnet names:
+    ``Subnets(names=("subnet1", "subnet2"), nets=(net1, net2))`` as a block's ``subnet``,
+    where one spec for all will not do (as a FrEIA ``subnet_constructor`` whose hidden
+    width follows ``c_in`` builds them). Each name must be one of the block's subnets, and
+    each of the block's subnets must be named."""
+
+    names: tuple[str, ...]
+    nets: tuple[Subnet, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "nets", tuple(self.nets))
+        if len(self.names) != len(self.nets) or len(set(self.names)) != len(self.names):
+            raise OptionError(
+                f"Subnets: needs one net per distinct name, got names {self.names} and "
+                f"{len(self.nets)} nets"
+            )
+        for net in self.nets:
+            if not isinstance(net, Subnet):
+                raise OptionError(
+                    f"Subnets: nets must be portable flowcore.Subnet specs, got "
+                    f"{type(net).__name__}"
+                )
+
+    def check(self, label: str, names: Sequence[str]) -> None:
+        """Refuse names the block lacks and subnets of the block left without a net."""
+        missing = [n for n in names if n not in self.names]
+        surplus = [n for n in self.names if n not in names]
+        if missing or surplus:
+            raise OptionError(
+                f"{label}: option subnet=Subnets(...) must name the block's subnets "
+                f"{list(names)}; missing {missing}, unknown {surplus}"
+            )
+
+    def net(self, name: str) -> Subnet:
+        return self.nets[self.names.index(name)]
+
+
+@dataclasses.dataclass(frozen=True)
 class _Coupling(SimpleTransform):
     """What the coupling blocks share: the subnet options, the split and shape checks."""
 
-    subnet: Subnet | None = None
+    #: The names of the block's subnets (its children).
+    SUBNET_NAMES: ClassVar[tuple[str, ...]] = ()
+
+    subnet: Subnet | Subnets | None = None
     subnet_constructor: Callable[[int, int], Any] | None = None
     split_len: SplitLen = 0.5
 
     def __post_init__(self) -> None:
         label = self.label
-        if self.subnet is not None and not isinstance(self.subnet, Subnet):
+        if self.subnet is not None and not isinstance(self.subnet, (Subnet, Subnets)):
             raise OptionError(
                 f"{label}: option subnet takes a portable flowcore.Subnet such as "
-                f"flowcore.MLP; got {type(self.subnet).__name__} (pass a native "
+                f"flowcore.MLP, or Subnets; got {type(self.subnet).__name__} (pass a native "
                 "f(c_in, c_out) as subnet_constructor=)"
             )
+        if isinstance(self.subnet, Subnets):
+            self.subnet.check(label, self.SUBNET_NAMES)
         super().__post_init__()
         if (self.subnet is None) == (self.subnet_constructor is None):
             raise OptionError(
@@ -156,7 +203,9 @@ class _Coupling(SimpleTransform):
         """The options of :func:`affine_step` besides the arrays (none: additive)."""
         return {}
 
-    def _subnet_spec(self) -> Subnet | NativeSubnet:
+    def _subnet_spec(self, name: str) -> Subnet | NativeSubnet:
+        if isinstance(self.subnet, Subnets):
+            return self.subnet.net(name)
         if self.subnet is not None:
             return self.subnet
         assert self.subnet_constructor is not None
@@ -167,7 +216,7 @@ class _Coupling(SimpleTransform):
         spatial = sig.inputs[0][1:]
         cond = sum(c[0] for c in sig.conditions)
         return Child(
-            name, self._subnet_spec(), ((c_in + cond, *spatial),), outputs=((c_out, *spatial),)
+            name, self._subnet_spec(name), ((c_in + cond, *spatial),), outputs=((c_out, *spatial),)
         )
 
 
@@ -233,6 +282,8 @@ class NICECouplingBlock(_TwoSided):
     ICLR 2015; FrEIA 0.2 ``NICECouplingBlock``.
     """
 
+    SUBNET_NAMES: ClassVar[tuple[str, ...]] = ("F", "G")
+
     def children(self, sig: Signature) -> Sequence[Child]:
         c1, c2 = self._split(sig.inputs[0][0])
         return (self._child("F", sig, c2, c1), self._child("G", sig, c1, c2))
@@ -264,6 +315,8 @@ class RNVPCouplingBlock(_Affine, _TwoSided):
     References: Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", ICLR 2017;
     FrEIA 0.2 ``RNVPCouplingBlock``.
     """
+
+    SUBNET_NAMES: ClassVar[tuple[str, ...]] = ("subnet_s1", "subnet_t1", "subnet_s2", "subnet_t2")
 
     def children(self, sig: Signature) -> Sequence[Child]:
         c1, c2 = self._split(sig.inputs[0][0])
@@ -303,6 +356,8 @@ class GLOWCouplingBlock(_Affine, _TwoSided):
     References: Kingma, Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions",
     NeurIPS 2018; FrEIA 0.2 ``GLOWCouplingBlock``.
     """
+
+    SUBNET_NAMES: ClassVar[tuple[str, ...]] = ("subnet1", "subnet2")
 
     def children(self, sig: Signature) -> Sequence[Child]:
         c1, c2 = self._split(sig.inputs[0][0])
@@ -353,6 +408,8 @@ class AffineCouplingOneSided(_Affine):
     References: FrEIA 0.2 ``AffineCouplingOneSided``.
     """
 
+    SUBNET_NAMES: ClassVar[tuple[str, ...]] = ("subnet",)
+
     def children(self, sig: Signature) -> Sequence[Child]:
         c1, c2 = self._split(sig.inputs[0][0])
         return (self._child("subnet", sig, c1, 2 * c2),)
@@ -392,6 +449,8 @@ class ConditionalAffineTransform(_Affine):
     References: Park et al., "Semantic Image Synthesis with Spatially-Adaptive
     Normalization", CVPR 2019; FrEIA 0.2 ``ConditionalAffineTransform``.
     """
+
+    SUBNET_NAMES: ClassVar[tuple[str, ...]] = ("subnet",)
 
     def output_shape(self, shape: Shape, conditions: Sequence[Shape]) -> Shape:
         if not conditions:

@@ -128,7 +128,7 @@ def install_container_hooks(container: Any, is_block: Callable[[nn.Module], bool
 
     def blocks(module: Any) -> list[tuple[str, str, TreeNode, nn.Module]]:
         out = []
-        for key_prefix, node in freia_blocks(module.flowcore_tree, module.freia_version):
+        for key_prefix, node in freia_blocks(module.flowcore_tree, strict=False):
             name = module.flowcore_tree.relative(node.path)
             out.append((key_prefix, name, node, module._modules[name]))
         return out

@@ -19,11 +19,14 @@ import torch
 from torch import nn
 
 import flowcore.models.nodes as core_nodes
+from flowcore.adapter import as_list
+from flowcore.errors import ShapeError
+from flowcore.executor import check_flags
+from flowcore.interop.freia import FreiaVersion, freia_blocks
 from flowcore.models import GraphINN as GraphSpec
 from flowcore.models.native import NativeTransform
-from flowcore.interop.freia import FreiaVersion, freia_blocks
 from flowcore.models.nodes import collect_nodes, parse_connections
-from flowcore.spec import Transform
+from flowcore.spec import Context, Transform
 from flowcore.tree import Node as TreeNode
 
 from ..graph import GraphINN as TorchGraphINN
@@ -47,9 +50,14 @@ class InputNode(core_nodes.InputNode):
 
 
 class ConditionNode(core_nodes.ConditionNode):
-    """FrEIA's ``ConditionNode(*dims, name=None)``; its ``module`` is None."""
+    """FrEIA's ``ConditionNode(*dims, name=None)``; its ``module`` is None. FrEIA's size-0
+    ``ConditionNode(0)`` (FrEIA's own test declares a GaussianMixtureModel's component
+    index so) is flowcore's ``ConditionNode()``: one number per sample, shape ()."""
 
     module: nn.Module | None = None
+
+    def __init__(self, *dims: int, name: str | None = None) -> None:
+        super().__init__(*(() if dims in ((0,), ((0,),)) else dims), name=name)
 
 
 class OutputNode(core_nodes.OutputNode):
@@ -91,13 +99,28 @@ def _build_module(
     return module
 
 
+class FreiaNativeTransform(NativeTransform):
+    """A user's FrEIA module, called as FrEIA's containers call it: with ``c=`` only when
+    it has conditions, so that a ``forward(x, rev=False, jac=True)`` without ``c`` (as
+    CS-Flow's modules have) runs as in FrEIA."""
+
+    def run(self, ctx: Any, xs: list[Any], cs: list[Any], rev: bool) -> tuple[list[Any], Any]:
+        if not cs:
+            module = ctx.children["module"]
+            ctx.children = {
+                **ctx.children,
+                "module": lambda x, c, rev, jac: module(x, rev=rev, jac=jac),
+            }
+        return super().run(ctx, xs, cs, rev)
+
+
 def _spec_of(module: nn.Module) -> Transform:
     """The flowcore spec a FrEIA module runs as: its own, or the module itself, native."""
     if isinstance(module, FlowModule):
         spec = module.flowcore_tree.spec
         assert isinstance(spec, Transform)
         return spec
-    return NativeTransform(module)
+    return FreiaNativeTransform(module)
 
 
 def _check_built_for(module: nn.Module, node: TreeNode) -> None:
@@ -250,18 +273,53 @@ class GraphINN(TorchGraphINN):
                 assert held is not None
                 n.module = _unwrap(held)  # type: ignore[union-attr]
 
+    def forward(  # type: ignore[override]
+        self,
+        x_or_z: Any,
+        c: Any = None,
+        rev: bool = False,
+        jac: bool = True,
+        intermediate_outputs: bool = False,
+    ) -> tuple[Any, Any]:
+        if isinstance(c, (list, tuple)) and not all(isinstance(a, torch.Tensor) for a in c):
+            return self._call_with_flags(x_or_z, list(c), rev, jac)
+        return super().forward(x_or_z, c, rev, jac, intermediate_outputs)
+
+    def _call_with_flags(
+        self, x_or_z: Any, cs: list[Any], rev: bool, jac: bool
+    ) -> tuple[Any, Any]:
+        """FrEIA-compat glue: FrEIA's GaussianMixtureModel takes None (every component) or
+        an int (a seed) as its component index, and its output is then (batch, K, D). The
+        graph hands such conditions to its nodes as they are, without its own shape checks
+        (FrEIA's GraphINN makes none); each node checks what it takes."""
+        check_flags(rev, jac)
+        tree = self.flowcore_tree
+        if len(cs) != len(tree.signature.conditions):
+            raise ShapeError(
+                f"{tree.label}: expected {len(tree.signature.conditions)} condition(s), "
+                f"got {len(cs)}"
+            )
+        xs = as_list(x_or_z, "input", self._is_array, self._convert)
+        ctx = Context(self.xp, self._values(), self._callables(), bool(jac), None, tree)
+        ys, log_dets, _ = self.graph.evaluate(ctx, xs, cs, bool(rev))
+        log_det: Any = 0.0
+        for value in log_dets.values():
+            log_det = log_det + value
+        return (ys[0] if len(ys) == 1 and not self.force_tuple_output else tuple(ys)), log_det
+
     @property
     def dims_in(self) -> list[tuple[int, ...]]:
         return [n.output_dims[0] for n in self.in_nodes]
 
     @property
     def module_list(self) -> list[nn.Module]:
-        """The nodes' modules in FrEIA's order: the node list's in 0.2, the topological
-        one in master (as the keys ``module_list.{i}.`` of the ``state_dict``)."""
+        """The nodes' modules in FrEIA's order, a topological one (as the keys
+        ``module_list.{i}.`` of the ``state_dict``); where the graph has several, FrEIA's
+        depends on its node objects' hashes, and this takes the node listed first."""
         tree = self.flowcore_tree
         return [
             _unwrap(self._modules[tree.relative(node.path)])  # type: ignore[arg-type]
-            for _, node in freia_blocks(tree, self.freia_version)
+            for _, node in freia_blocks(tree, strict=False)
         ]
 
     @property

@@ -14,6 +14,8 @@ caller gives them (see :func:`~flowcore.backends.torch.freia.use_freia`).
 
 from __future__ import annotations
 
+import functools
+import numbers
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -22,9 +24,12 @@ import torch
 from torch import nn
 
 import flowcore as fc
+from flowcore.adapter import as_list, outputs
+from flowcore.errors import FlowError
+from flowcore.executor import run_node
 from flowcore.models import Unconditioned
 from flowcore.spec import Shape, Transform
-from flowcore.tree import build_tree, initial_params
+from flowcore.tree import Node, build_tree, initial_params
 
 from ..modules import FlowModule
 from .checkpoint import install_block_hooks
@@ -68,6 +73,7 @@ IGNORED_OPTIONS: dict[str, dict[str, str]] = {
     },
 }
 
+
 def _as_given(value: Any) -> Any:
     return value
 
@@ -93,8 +99,8 @@ USES_CONDITIONS = frozenset(
     {
         "AffineCouplingOneSided", "AllInOneBlock", "ConditionalAffineTransform",
         "ElementwiseRationalQuadraticSpline", "GINCouplingBlock", "GLOWCouplingBlock",
-        "HouseholderPerm", "LinearSpline", "NICECouplingBlock", "RNVPCouplingBlock",
-        "RationalQuadraticSpline",
+        "GaussianMixtureModel", "HouseholderPerm", "LinearSpline", "NICECouplingBlock",
+        "RNVPCouplingBlock", "RationalQuadraticSpline",
     }
 )  # fmt: skip
 
@@ -231,6 +237,114 @@ class OrthogonalTransform(_block(fc.OrthogonalTransform)):  # type: ignore[misc]
         return super().run(xs, cs, rev, jac)
 
 
+def _compiling() -> bool:
+    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing())
+
+
+class GaussianMixtureModel(_block(fc.GaussianMixtureModel)):  # type: ignore[misc]
+    """FrEIA master's ``GaussianMixtureModel(dims_in, dims_c)`` (not in FrEIA 0.2):
+    :class:`flowcore.GaussianMixtureModel` as a FrEIA module, called with
+    ``c=[w, mu, U, i]``, with FrEIA's static helpers (``normalize_weights``,
+    ``pick_mixture_component``, ``nll_loss``, ``nll_upper_bound``, and
+    ``component_log_dets``).
+
+    FrEIA-compat glue, calling conventions only (the math is the spec's):
+
+    - ``i`` a tensor of component indices (batch,): the spec's map through component
+      ``i[b]``. An index outside ``0 .. K-1`` raises a FlowError, checked eagerly (not under
+      ``torch.compile``); FrEIA raises an IndexError there and wraps negative ones around.
+    - ``i`` an int: a seed. The components are :meth:`pick_mixture_component` ``(w, i)``,
+      FrEIA's draw, so one seed picks the same components forward and reverse.
+    - ``i`` None: every component at once. ``x`` (batch, D) is compared with every
+      component (broadcast to (batch, K, D)), or given as (batch, K, D); the result has
+      shape (batch, K, D) and, with ``jac``, the log-det is per component, (batch, K), as
+      FrEIA returns it (without ``jac``: zeros (batch,), as every flowcore module's).
+    - ``i`` anything else: a TypeError (FrEIA draws unseeded components for it, different
+      forward and reverse). A NumPy integer is a seed too (FrEIA: unseeded).
+    - FrEIA declares ``i`` as a size-0 condition, ``(0,)``: that is taken as ``()``, one
+      index per sample.
+    """
+
+    normalize_weights = staticmethod(fc.GaussianMixtureModel.normalize_weights)
+    nll_loss = staticmethod(fc.GaussianMixtureModel.nll_loss)
+    nll_upper_bound = staticmethod(fc.GaussianMixtureModel.nll_upper_bound)
+    component_log_dets = staticmethod(fc.GaussianMixtureModel.component_log_dets)
+
+    def __init__(
+        self, dims_in: Sequence[Sequence[int]], dims_c: Any = None, **options: Any
+    ) -> None:
+        conds = [() if tuple(s) == (0,) else tuple(s) for s in (dims_c or [])]
+        super().__init__(dims_in, conds, **options)
+
+    @staticmethod
+    def pick_mixture_component(w: torch.Tensor, seed: Any = None) -> torch.Tensor:
+        """FrEIA's draw: one ``torch.rand`` number per sample from a generator on ``w``'s
+        device, seeded with ``seed`` (None: fresh entropy), to the components of
+        :meth:`flowcore.GaussianMixtureModel.pick_mixture_component`; int32 as FrEIA's."""
+        generator = torch.Generator(device=w.device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(_seed(seed))
+        u = torch.rand(w.shape[0], 1, device=w.device, generator=generator)
+        picked = fc.GaussianMixtureModel.pick_mixture_component(w, uniform=u)
+        return picked.int()  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def _all_components(self) -> Node:
+        """The spec bound without ``i``: input (K, D), every component at once."""
+        w, mu, u = self.flowcore_tree.signature.conditions[:3]
+        spec = self.flowcore_tree.spec
+        assert isinstance(spec, Transform)
+        return build_tree(spec, [mu], [w, mu, u])
+
+    def run(self, xs: Any, cs: Any, rev: bool = False, jac: bool = True) -> Any:
+        cs = list(cs)
+        if len(cs) != 4 or isinstance(cs[3], torch.Tensor):
+            if len(cs) == 4 and not cs[3].is_floating_point() and not _compiling():
+                _check_range(cs[3], int(self.flowcore_tree.signature.conditions[0][0]))
+            return super().run(xs, cs, rev, jac)
+        w, mu, u, i = cs
+        if i is not None:
+            return super().run(xs, [w, mu, u, self.pick_mixture_component(w, _seed(i))], rev, jac)
+        tree = self._all_components
+        xs = list(xs)
+        if len(xs) == 1 and getattr(xs[0], "ndim", 0) == 2:  # FrEIA: x against every component
+            xs = [xs[0][:, None, :].expand(-1, *tree.signature.inputs[0])]
+        ys, log_det, _ = run_node(tree, self.xp, {}, {}, xs, [w, mu, u], rev, jac)
+        if jac:
+            per_component = self.component_log_dets(u)
+            log_det = -per_component if rev else per_component
+        return ys, log_det
+
+    def call_flow(self, x: Any, c: Any, rev: bool, jac: bool) -> tuple[Any, torch.Tensor]:
+        if not (isinstance(c, (list, tuple)) and len(c) == 4):
+            return super().call_flow(x, c, rev, jac)  # type: ignore[no-any-return]
+        xs = as_list(x, "input", self._is_array, self._convert)
+        ys, log_det = self.run(xs, list(c), rev, jac)
+        return outputs(x, ys), log_det
+
+
+def _seed(seed: Any) -> int:
+    if isinstance(seed, numbers.Integral):
+        return int(seed)
+    raise TypeError(
+        "GaussianMixtureModel: the component index i must be a tensor of indices, an int "
+        f"(a seed for pick_mixture_component) or None (every component), got "
+        f"{type(seed).__name__} {seed!r}"
+    )
+
+
+def _check_range(i: torch.Tensor, k: int) -> None:
+    bad = (i < 0) | (i >= k)
+    if bool(bad.any()):
+        values = sorted({int(v) for v in i[bad].reshape(-1)[:8].tolist()})
+        raise FlowError(
+            f"GaussianMixtureModel: component indices must be in 0..{k - 1} ({k} "
+            f"components), got {values}"
+        )
+
+
 #: FrEIA's module names that flowcore has.
 FREIA_NAMES: tuple[str, ...] = tuple(
     name
@@ -244,7 +358,8 @@ __all__ = [
     "VERSION_OPTIONS", "ActNorm", "AffineCouplingOneSided", "AllInOneBlock", "Concat",
     "ConditionalAffineTransform", "ElementwiseRationalQuadraticSpline", "Fixed1x1Conv",
     "FixedLinearTransform", "Flatten", "GINCouplingBlock", "GLOWCouplingBlock",
-    "HaarDownsampling", "HaarUpsampling", "HouseholderPerm", "IResNetLayer",
+    "GaussianMixtureModel", "HaarDownsampling", "HaarUpsampling", "HouseholderPerm",
+    "IResNetLayer",
     "IRevNetDownsampling", "IRevNetUpsampling", "InvAutoAct", "InvAutoActFixed",
     "InvAutoActTwoSided", "InvertibleSigmoid", "LearnedElementwiseScaling", "LinearSpline",
     "NICECouplingBlock", "OrthogonalTransform", "PermuteRandom", "RNVPCouplingBlock",
