@@ -310,3 +310,48 @@ def test_export_refuses_a_block_the_version_computes_differently():
     )
     with pytest.raises(ParameterError, match="FrEIA version must be one of"):
         params_to_freia(tree, params, version="0.3")
+
+
+def test_dropin_under_master_saves_freia_masters_layout(float64):
+    """The keys, shapes and option values FrEIA master's own state_dict has for the same
+    model (read off FrEIA master, commit 4212496, once: it is not on the package index)."""
+    from flowcore.backends.torch.freia import use_freia
+
+    with use_freia("master"):
+        torch.manual_seed(0)
+        inn = Ff.SequenceINN(6)
+        inn.append(Fm.AllInOneBlock, subnet_constructor=_mlp)
+        inn.append(Fm.ActNorm)
+        inn.append(Fm.RationalQuadraticSpline, subnet_constructor=_mlp, bins=5)
+        inn.append(Fm.ElementwiseRationalQuadraticSpline, bins=4)
+    x = torch.randn(BATCH, 6)
+    inn(x)
+    state = inn.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in state.items() if ".subnet" not in k}
+    assert shapes == {
+        "module_list.0.global_scale": (1, 6), "module_list.0.global_offset": (1, 6),
+        "module_list.0.w_perm": (6,), "module_list.0.w_perm_inv": (6,),
+        "module_list.1.log_scale": (1, 6), "module_list.1.loc": (1, 6),
+        "module_list.1.is_initialized": (),
+        "module_list.2.spline_base.bins": (), "module_list.2.spline_base.min_bin_sizes": (2,),
+        "module_list.2.spline_base.default_domain": (4,),
+        "module_list.2.spline_base.identity_tails": (),
+        "module_list.2.spline_base.default_width": (),
+        "module_list.3.spline_parameters": (78,), "module_list.3.bins": (),
+        "module_list.3.min_bin_sizes": (2,), "module_list.3.default_domain": (4,),
+        "module_list.3.identity_tails": (), "module_list.3.default_width": (),
+    }  # fmt: skip
+    assert state["module_list.0.w_perm"].dtype == torch.int64
+    # master keeps the options as float32 and computes with them; so does the drop-in
+    assert float(state["module_list.2.spline_base.min_bin_sizes"][0]) == float(np.float32(0.1))
+    assert inn.module_list[2].flowcore_tree.spec.min_bin_sizes == (float(np.float32(0.1)),) * 2
+    with use_freia("master"):
+        torch.manual_seed(1)
+        again = Ff.SequenceINN(6)
+        again.append(Fm.AllInOneBlock, subnet_constructor=_mlp)
+        again.append(Fm.ActNorm)
+        again.append(Fm.RationalQuadraticSpline, subnet_constructor=_mlp, bins=5)
+        again.append(Fm.ElementwiseRationalQuadraticSpline, bins=4)
+    again.load_state_dict(state)
+    for got, want in zip(again(x), inn(x), strict=True):  # master's ActNorm is loc and
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-14)  # e^-s of ours: rounding

@@ -14,6 +14,7 @@ caller gives them (see :func:`~flowcore.backends.torch.freia.use_freia`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 from collections.abc import Sequence
@@ -64,6 +65,28 @@ VERSION_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
     "0.2": {"AllInOneBlock": {"soft_clamp": "tanh"}, "HouseholderPerm": {"n_reflections": 1}},
     "master": {"HouseholderPerm": {"n_reflections": 1}},
 }
+
+#: Options FrEIA keeps as float32 buffers and computes with, per version: the drop-in
+#: rounds them (given or default) to float32 likewise, so that a float64 model computes
+#: what FrEIA's does (FrEIA master's splines: ``min_bin_sizes``, 0.1 by default, is
+#: 0.10000000149 there).
+FLOAT32_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "0.2": {},
+    "master": {
+        name: ("min_bin_sizes", "default_domain")
+        for name in (
+            "ElementwiseRationalQuadraticSpline",
+            "LinearSpline",
+            "RationalQuadraticSpline",
+        )
+    },
+}
+
+
+def _default(spec_class: type[Transform], option: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(spec_class)}  # type: ignore[arg-type]
+    return fields[option].default
+
 
 #: FrEIA options with nothing to do in flowcore, accepted and ignored, with the reason.
 IGNORED_OPTIONS: dict[str, dict[str, str]] = {
@@ -123,7 +146,11 @@ class FreiaBlock(FlowModule, InvertibleModule):
         given = {k: v for k, v in options.items() if k not in ignored}
         given = {k: TRANSLATED_OPTIONS.get((name, k), _as_given)(v) for k, v in given.items()}
         implied = VERSION_OPTIONS[freia_version()].get(name, {})
-        spec: Transform = self.spec_class(**{**implied, **given})
+        chosen = {**implied, **given}
+        for option in FLOAT32_OPTIONS[freia_version()].get(name, ()):
+            value = chosen.get(option, _default(self.spec_class, option))
+            chosen[option] = tuple(float(np.float32(v)) for v in value)
+        spec: Transform = self.spec_class(**chosen)
         if dims_c and name not in USES_CONDITIONS:
             spec = Unconditioned(spec)
         ins = [tuple(int(d) for d in s) for s in dims_in]
