@@ -140,6 +140,7 @@ from . import (  # noqa: E402, F401, I001
     autoregressive,
     couplings,
     elementwise,
+    gyoza,
     mixture,
     models,
     normalization,

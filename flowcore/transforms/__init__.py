@@ -19,6 +19,18 @@ from .elementwise import (
     LearnedElementwiseScaling,
     Logit,
 )
+from .gyoza import (
+    ActivationNormalization,
+    AdditiveCoupling,
+    AffineCoupling,
+    CheckerBoardMask,
+    CheckerBoardPermutation,
+    HeavisideMask,
+    HeavisidePermutation,
+    Mask,
+    Reflection,
+    ShufflePermutation,
+)
 from .mixture import GaussianMixtureModel
 from .normalization import ActNorm, actnorm_params_from_freia, actnorm_params_to_freia
 from .permutations import (
@@ -57,4 +69,7 @@ __all__ = [
     "RationalQuadraticSpline", "Reshape", "Split", "Subnets", "actnorm_params_from_freia",
     "actnorm_params_to_freia", "iresnet_params_from_freia", "orthogonal_correction",
     "series_truncation_bound",
+    "ActivationNormalization", "AdditiveCoupling", "AffineCoupling", "CheckerBoardMask",
+    "CheckerBoardPermutation", "HeavisideMask", "HeavisidePermutation", "Mask", "Reflection",
+    "ShufflePermutation",
 ]  # fmt: skip
