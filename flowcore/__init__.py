@@ -18,6 +18,7 @@ from .backend import BackendInfo, installed_backends, register
 from .errors import BackendError, FlowError, ParameterError, ShapeError
 from .io import load, save
 from .layers import Sequential
+from .losses import SupervisedFactorLoss, disentangling_loss
 from .models import (
     ConditionNode,
     FeedForwardNode,
@@ -49,6 +50,9 @@ from .subnets import MLP, Conv2d, ConvNet, Linear
 from .transforms import *  # noqa: F403
 from .tree import build_tree, initial_params
 
+#: gyoza's name for a sequence of flow layers: ``FlowModel(*layers)`` is a SequenceINN.
+FlowModel = SequenceINN
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -62,3 +66,4 @@ __all__ = [
     "reference", "register", "save", "set_backend", "set_params", "tree_of",
 ]  # fmt: skip
 __all__ += transforms.__all__
+__all__ += ["FlowModel", "SupervisedFactorLoss", "disentangling_loss"]

@@ -22,10 +22,11 @@ from .backend import BACKEND, KerasBackend
 from .graph import GraphINN
 from .layers import FlowLayer, SubnetLayer
 from .sequence import SequenceINN
-from .training import DensityModel, negative_log_likelihood
+from .training import DensityModel, DisentanglingFlowModel, negative_log_likelihood
 
 __all__ = [
-    "BACKEND", "MLP", "AllInOneBlock", "ConvNet", "DensityModel", "FlowLayer", "Inverse",
+    "BACKEND", "MLP", "AllInOneBlock", "ConvNet", "DensityModel", "DisentanglingFlowModel",
+    "FlowLayer", "Inverse",
     "KerasBackend", "SequenceINN", "SubnetLayer", "negative_log_likelihood",
     "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Node", "OutputNode",
 ]  # fmt: skip

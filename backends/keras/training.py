@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from flowcore.adapter import as_list
+from flowcore.losses import SupervisedFactorLoss, check_pair
 from flowcore.spec import sum_per_sample
 
 from .namespace import XP
@@ -102,3 +103,66 @@ class DensityModel(keras.Model):
         config = dict(config)
         flow = keras.saving.deserialize_keras_object(config.pop("flow"))
         return cls(flow, **config)
+
+
+@keras.saving.register_keras_serializable(package="flowcore")
+class DisentanglingFlowModel(DensityModel):
+    """gyoza's ``DisentanglingFlowModel``: a flow trained on pairs with ``compile``/``fit``.
+
+    ``model.fit((z_a, z_b), y)`` minimises :class:`flowcore.losses.SupervisedFactorLoss`
+    (``dimensions_per_factor``) of the flow's outputs on both halves of each pair, with
+    ``y`` the per-factor correlations ``(batch, F)``, plus any losses the layers add. Keras'
+    own ``train_step`` drives it: called on a pair ``model((z_a, z_b))`` returns
+    ``((z̃_a, j_a), (z̃_b, j_b))`` and :meth:`compute_loss` applies the loss; on one batch
+    ``model(z)`` is the flow's ``(z̃, log_det)``, as for inference in gyoza. The flow's output
+    must be 2-D ``(batch, D)``. No ``loss=`` is given to ``compile``.
+    """
+
+    def __init__(
+        self, flow: keras.layers.Layer, dimensions_per_factor: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(flow, **kwargs)
+        self.factor_loss = SupervisedFactorLoss(dimensions_per_factor)
+
+    def _first_call_eagerly(self, x: Any, batch_size: int | None) -> None:
+        """As :meth:`DensityModel._first_call_eagerly`, on the first batch of pairs."""
+        if keras.backend.backend() != "jax" or self._called_eagerly:
+            return
+        if isinstance(x, (tuple, list)) and len(x) == 2 and all(hasattr(h, "shape") for h in x):
+            size = batch_size or 32
+            self((x[0][:size], x[1][:size]))
+            self._called_eagerly = True
+
+    def call(self, inputs: Any) -> Any:
+        if isinstance(inputs, (tuple, list)):
+            z_a, z_b = check_pair("DisentanglingFlowModel", inputs)
+            return self.flow(z_a), self.flow(z_b)
+        return self.flow(inputs)
+
+    def compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> Array:
+        if y is None or sample_weight is not None:
+            raise ValueError(
+                "DisentanglingFlowModel: fit takes pairs and their correlations, "
+                "fit((z_a, z_b), y), with y of shape (batch, factors); sample weights are "
+                "not supported"
+            )
+        if not (isinstance(y_pred, (tuple, list)) and len(y_pred) == 2):
+            raise ValueError("DisentanglingFlowModel: fit needs pair data (z_a, z_b) as x")
+        (z_a, j_a), (z_b, j_b) = y_pred
+        loss = self.factor_loss(XP, z_a, z_b, j_a, j_b, ops.convert_to_tensor(y))
+        for extra in self.losses:
+            loss = loss + ops.sum(extra)
+        return loss
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "dimensions_per_factor": list(self.factor_loss.dimensions_per_factor),
+        }
