@@ -2,7 +2,7 @@
 
 The flow is built with the FrEIA drop-in (FrEIA's imports pointed at flowcore), trained a
 few Adam steps in PyTorch, saved as a FrEIA ``state_dict`` (the file FrEIA or anomalib
-would write), and read into a JAX model with :func:`flowcore.interop.freia_modules.from_freia`:
+would write), and read into a JAX model with :func:`flowcore.backends.torch.freia.from_freia`:
 both compute the same latents and log-dets. Needs ``pip install -e ".[torch,jax]"``.
 """
 
@@ -15,9 +15,8 @@ import flowcore.backends.torch.freia.framework as Ff  # was: import FrEIA.framew
 import flowcore.backends.torch.freia.modules as Fm  # was: import FrEIA.modules as Fm
 import numpy as np
 import torch
+from flowcore.backends.torch.freia import from_freia
 from torch import nn
-
-from flowcore.interop.freia_modules import from_freia
 
 CHANNELS, SIZE = 8, 6
 

@@ -6,7 +6,7 @@ ReLU, Conv2d``; CFLOW: ``Linear, ReLU, Linear``). :class:`Sequential` holds such
 the layers here, computes what torch computes in eval mode, and names its children by their
 position as torch does, so its canonical parameters are the torch module's ``state_dict``
 entries, key for key (``subnet.0.weight``, ``subnet.2.running_var``); a parameterless layer
-occupies its index and holds nothing. :mod:`flowcore.interop.torch_layers` reads a live
+occupies its index and holds nothing. :mod:`flowcore.backends.torch.torch_layers` reads a live
 torch ``Sequential`` into one and writes one back.
 
 **Eval mode.** flowcore subnets compute as torch's do in eval mode: :class:`Dropout` is the

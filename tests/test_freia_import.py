@@ -28,10 +28,10 @@ FrEIA = pytest.importorskip("FrEIA", reason="FrEIA 0.2 as oracle: pip install 'f
 
 import FrEIA.framework as Ff  # noqa: E402
 import FrEIA.modules as Fm  # noqa: E402
+from flowcore.backends.torch.freia.importer import from_freia, spec_from_freia  # noqa: E402
 
 import flowcore as fc  # noqa: E402
 from flowcore.errors import FlowError  # noqa: E402
-from flowcore.interop.freia_modules import from_freia, spec_from_freia  # noqa: E402
 from flowcore.transforms.couplings import Subnets  # noqa: E402
 
 BATCH = 3

@@ -28,7 +28,7 @@ torch = pytest.importorskip("torch")
 #: torch's note that an even kernel's padding="same" pads a copy of the input
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 nn = torch.nn
-tl = pytest.importorskip("flowcore.interop.torch_layers")
+tl = pytest.importorskip("flowcore.backends.torch.torch_layers")
 
 #: float64 against torch's float64: the same sums in another order (NumPy's einsum, JAX's
 #: and TensorFlow's convolutions, array-api-strict's tensordot, BatchNorm's
@@ -276,27 +276,6 @@ def test_sequential_to_torch_round_trips(name):
         np.testing.assert_array_equal(back(torch.as_tensor(x)).numpy(), want)
     assert tl.sequential_from_torch(back) == spec
     assert spec_from_config(spec_to_config(spec)) == spec
-
-
-def test_the_interop_module_imports_no_framework():
-    from test_no_frameworks import _run
-
-    out = _run(
-        """
-        import flowcore.interop.torch_layers as tl
-        frameworks = ("torch", "jax", "flax", "keras", "tensorflow")
-        loaded = [m for m in sys.modules if m.split(".")[0] in frameworks and sys.modules[m]]
-        print(loaded)
-        try:
-            tl.sequential_to_torch(None, {})
-        except tl.FlowError as err:
-            print(err)
-        """
-    )
-    assert out.split("\n")[:2] == [
-        "[]",
-        "flowcore.interop.torch_layers needs torch: pip install torch",
-    ]
 
 
 def test_from_torch_reads_each_layer_as_its_flowcore_twin():

@@ -23,8 +23,7 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
 import FrEIA.modules as Fm  # noqa: E402
 import test_freia_import as models  # noqa: E402
-
-from flowcore.interop.freia_modules import from_freia  # noqa: E402
+from flowcore.backends.torch.freia.importer import from_freia  # noqa: E402
 
 
 def _glow() -> torch.nn.Module:

@@ -8,7 +8,8 @@ module's ``state_dict`` keys and shapes, so a checkpoint's ``subnet.0.weight`` l
 one into a flowcore model in any backend. :func:`sequential_to_torch` builds the torch
 module of a spec with given weights, for flowcore models going back to FrEIA or anomalib code.
 
-torch is imported only when these functions run: ``import flowcore`` imports no framework.
+It lives in the torch backend, as it reads and makes torch modules; the specs it makes run
+in every backend.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-from ..errors import FlowError
-from ..layers import (
+from flowcore.errors import FlowError
+from flowcore.layers import (
     ELU,
     BatchNorm,
     Conv2d,
@@ -43,14 +46,6 @@ SUPPORTED: tuple[str, ...] = (
     "Linear", "Conv2d", "ZeroPad2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU",
     "Softplus", "Dropout", "BatchNorm1d", "BatchNorm2d", "Sequential",
 )  # fmt: skip
-
-
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as err:
-        raise FlowError("flowcore.interop.torch_layers needs torch: pip install torch") from err
-    return torch
 
 
 def _refuse(where: str, module: Any, why: str) -> FlowError:
@@ -103,7 +98,7 @@ def _pad(where: str, m: Any) -> ZeroPad2d:
     return ZeroPad2d(_one(sides))
 
 
-def _layer(where: str, m: Any, nn: Any) -> Layer:
+def _layer(where: str, m: Any) -> Layer:
     kind = type(m)
     simple: dict[Any, Any] = {
         nn.Linear: lambda: Linear(m.out_features, bias=m.bias is not None),
@@ -118,7 +113,7 @@ def _layer(where: str, m: Any, nn: Any) -> Layer:
         nn.ZeroPad2d: lambda: _pad(where, m),
         nn.BatchNorm1d: lambda: _batch_norm(where, m),
         nn.BatchNorm2d: lambda: _batch_norm(where, m),
-        nn.Sequential: lambda: _sequential(where + ".", m, nn),
+        nn.Sequential: lambda: _sequential(where + ".", m),
     }
     if kind not in simple:
         raise _refuse(
@@ -128,7 +123,7 @@ def _layer(where: str, m: Any, nn: Any) -> Layer:
     return layer
 
 
-def _sequential(prefix: str, module: Any, nn: Any) -> Sequential:
+def _sequential(prefix: str, module: Any) -> Sequential:
     layers = []
     for k, (name, child) in enumerate(module.named_children()):
         if name != str(k):
@@ -137,7 +132,7 @@ def _sequential(prefix: str, module: Any, nn: Any) -> Sequential:
                 f"layer {k} {name!r}; flowcore names layers by position ('0', '1', ...) as "
                 "nn.Sequential(*layers) does, so these keys would not map one to one"
             )
-        layers.append(_layer(prefix + name, child, nn))
+        layers.append(_layer(prefix + name, child))
     return Sequential(tuple(layers))
 
 
@@ -157,12 +152,11 @@ def sequential_from_torch(module: Any) -> Sequential:
     ``{prefix + k: v.numpy() for k, v in module.state_dict().items()}`` into the model's
     :func:`flowcore.get_params`, then :func:`flowcore.set_params`.
     """
-    nn = _torch().nn
     if type(module) is not nn.Sequential:
         raise FlowError(
             f"sequential_from_torch: expected a torch.nn.Sequential, got {type(module).__name__}"
         )
-    return _sequential("", module, nn)
+    return _sequential("", module)
 
 
 def _walk(seq: Sequential, prefix: str = "") -> Iterator[tuple[str, Layer]]:
@@ -204,7 +198,6 @@ def sequential_to_torch(
     net's Linear or Conv2d layers, or from ``input_shape`` (batch axis excluded) where it
     has neither.
     """
-    torch = _torch()
     nn = torch.nn
     state = {k[len(prefix) :]: np.asarray(v) for k, v in params.items() if k.startswith(prefix)}
     floats = [v.dtype for v in state.values() if v.dtype.kind == "f"]

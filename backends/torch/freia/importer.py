@@ -7,7 +7,7 @@ model's weights (:func:`flowcore.interop.freia.params_from_freia`). A block's op
 read from the attributes FrEIA keeps; a clamp or global-scale activation, which FrEIA keeps
 as a function, is recognised by its values at a few points, and a function that is none of
 FrEIA's named ones is an error. Subnets are read with
-:func:`flowcore.interop.torch_layers.sequential_from_torch`; a block's subnets must have
+:func:`flowcore.backends.torch.torch_layers.sequential_from_torch`; a block's subnets must have
 one portable spec each (one for all where they have one architecture, the width of their
 last layer taken from the block; else :class:`~flowcore.transforms.couplings.Subnets`).
 
@@ -23,14 +23,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
-from .. import models
-from ..api import build
-from ..errors import FlowError
-from ..models.native import NativeTransform
-from ..spec import Shape, Transform
-from ..subnets import Conv2d, Linear
-from ..transforms import (
+from flowcore import models
+from flowcore.api import build
+from flowcore.errors import FlowError
+from flowcore.interop.freia import VERSION_NAMES, load_freia_state
+from flowcore.interop.freia_blocks import as_numpy
+from flowcore.models.native import NativeTransform
+from flowcore.spec import Shape, Transform
+from flowcore.subnets import Conv2d, Linear
+from flowcore.transforms import (
     ActNorm,
     AffineCouplingOneSided,
     AllInOneBlock,
@@ -49,10 +52,9 @@ from ..transforms import (
     RNVPCouplingBlock,
     Split,
 )
-from ..transforms.couplings import Subnets
-from .freia import VERSION_NAMES, load_freia_state
-from .freia_blocks import as_numpy
-from .torch_layers import sequential_from_torch
+from flowcore.transforms.couplings import Subnets
+
+from ..torch_layers import sequential_from_torch
 
 __all__ = ["READERS", "from_freia", "spec_from_freia"]
 
@@ -72,8 +74,6 @@ _GLOBAL_SCALES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def _recognise(where: str, what: str, f: Any, known: dict[str, Callable[[Any], Any]]) -> str:
-    import torch
-
     values = as_numpy(f(torch.tensor(PROBES, dtype=torch.float64))).astype(np.float64)
     for name, g in known.items():
         if np.allclose(values, g(PROBES), rtol=1e-6, atol=1e-9):
