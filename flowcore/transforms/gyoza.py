@@ -479,11 +479,19 @@ class Reflection(OnAxes):
     optimiser step; here the map normalises them (:math:`\hat v_r`), so any values keep it a
     reflection, and trained and loaded ones alike. ``reflection_count`` must be at least 1.
 
+    ``normalize=False`` applies the stored rows as they are, :math:`\hat v_r = v_r`, as gyoza
+    does: what its imports use (:mod:`flowcore.interop.gyoza`), since Keras' ``UnitNorm``
+    divides by :math:`\lVert v \rVert + 10^{-7}`, so a trained gyoza model's rows are of norm
+    :math:`1 - 10^{-7}` and its map is a reflection only to about :math:`10^{-7}` (its
+    log-det, taken as 0, is then off by about :math:`-4 \cdot 10^{-7}` per reflection, and
+    its inverse by as much). With it, nothing keeps the rows unit but the caller.
+
     References: gyoza 0.3.0, ``Reflection``; Tomczak & Welling, "Improving variational
     auto-encoders using Householder flow", 2016.
     """
 
     reflection_count: Annotated[int, Range(1, None)]
+    normalize: bool = True
 
     def parameters(self, sig: Signature) -> Sequence[ParamSpec]:
         shape = (self.reflection_count, self.n)
@@ -495,7 +503,8 @@ class Reflection(OnAxes):
         normals = ctx.params["normals"]
         for r in order:
             v = normals[r, :]
-            v = v / xp.sqrt(xp.sum(v * v))
+            if self.normalize:
+                v = v / xp.sqrt(xp.sum(v * v))
             z = z - 2.0 * xp.sum(z * v, axis=2, keepdims=True) * v
         return layout.unflatten(xp, z)
 
