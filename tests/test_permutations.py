@@ -296,7 +296,10 @@ def test_lu_maps_match_dense_numpy(cls, shape):
     np.testing.assert_allclose(log_det, pixels * np.linalg.slogdet(w)[1], rtol=0, atol=ATOL)
     x_back, _ = _run(reference, y, rev=True)
     want = np.einsum("ij,bj...->bi...", np.linalg.inv(w), y)
-    np.testing.assert_allclose(x_back, want, rtol=0, atol=ATOL)
+    # Triangular solves against a dense inverse: each is off by about cond(W) eps |y|
+    # (cond(W) is about 4e3 for the 24-channel case), so the bound scales with it.
+    inverse_atol = max(ATOL, 10 * np.linalg.cond(w) * np.finfo(np.float64).eps * np.abs(y).max())
+    np.testing.assert_allclose(x_back, want, rtol=0, atol=inverse_atol)
     if x[0].size <= 24:
         np.testing.assert_allclose(log_det[0], _jacobian_log_det(reference, x[0]), atol=1e-6)
 
