@@ -4,13 +4,17 @@ Each layer runs on an input ``(3, 4, 2)`` (batch excluded) acting on contiguous 
 ``(2, 3)`` and on non-contiguous axes ``(1, 3)`` (gyoza counts the batch as axis 0), the
 couplings with both masks, plus gyoza's tutorial model on 2-D vectors. The data-initialised
 ActivationNormalization is marked initialised by ``prepare`` (as ActNorm's cases are); its
-initialisation is tested in ``tests/test_gyoza_layers.py``.
+initialisation is tested in ``tests/test_gyoza_layers.py``. ``Reflection(normalize=False)``
+(what gyoza imports use) runs on rows renormalised after the perturbation, as gyoza keeps
+them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+
+import numpy as np
 
 import flowcore as fc
 from flowcore.layers import Linear, ReLU, Sequential
@@ -46,6 +50,15 @@ def _case(name: str, make: Callable[[], Transform], shape: Shape = INPUT, **kw: 
     register(Case(f"gyoza_{name}", make, (shape,), **kw))  # type: ignore[arg-type]
 
 
+def unit_normals(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every Reflection's perturbed rows scaled back to norm 1, as gyoza's ``UnitNorm``
+    keeps them: only then is ``Reflection(normalize=False)`` a reflection."""
+    return {
+        k: v / np.linalg.norm(v, axis=1, keepdims=True) if k.rsplit(".", 1)[-1] == "normals" else v
+        for k, v in params.items()
+    }
+
+
 for where, (shape, axes) in SELECTIONS.items():
     _case(f"actnorm_{where}", partial(ActivationNormalization, shape, axes))
     _case(
@@ -54,6 +67,11 @@ for where, (shape, axes) in SELECTIONS.items():
         prepare=initialised,
     )
     _case(f"reflection_{where}", partial(Reflection, shape, axes, reflection_count=3))
+    _case(
+        f"reflection_as_stored_{where}",
+        partial(Reflection, shape, axes, reflection_count=3, normalize=False),
+        prepare=unit_normals,
+    )
     _case(f"shuffle_{where}", partial(ShufflePermutation, shape, axes))
     _case(f"heaviside_perm_{where}", partial(HeavisidePermutation, shape, axes))
     _case(f"checkerboard_perm_{where}", partial(CheckerBoardPermutation, shape, axes))
