@@ -29,9 +29,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from selected_backends import require, subject
 
 import flowcore as fc
-from flowcore.backend import load_backend
 from flowcore.errors import ParameterError, ShapeError
 from flowcore.options import OptionError
 from flowcore.transforms.normalization import (
@@ -45,7 +45,6 @@ ATOL = 1e-12
 TOL = {"float32": {"rtol": 1e-5, "atol": 1e-5}, "float64": {"rtol": 0.0, "atol": 1e-12}}
 SHAPES = {"vec": (4,), "img": (3, 4, 5), "seq": (5, 6)}
 BACKENDS = ("torch", "jax", "keras")
-FRAMEWORKS = {"torch": ("torch",), "jax": ("jax", "flax.nnx"), "keras": ("keras",)}
 
 
 def _data(shape, batch=16, seed=0):
@@ -404,12 +403,6 @@ def test_freia_02_gives_nan_on_a_batch_of_one_where_flowcore_does_not():
 # -- the write-back in each backend ----------------------------------------------------------
 
 
-def _require(backend):
-    for module in FRAMEWORKS[backend]:
-        pytest.importorskip(module, reason=f"the {backend} backend needs {module}")
-    return load_backend(backend)
-
-
 def _uses_jax(backend):
     if backend == "jax":
         return True
@@ -467,7 +460,7 @@ def _check_params(got, want, dtype):
 
 
 def _check_initialised_by_one_call(backend, dtype, shape, rev):
-    impl = _require(backend)
+    impl = require(backend)
     model = fc.build(_spec(shape), shape, backend=backend, dtype=dtype, seed=0)
     tree = fc.tree_of(model)
     ref = fc.Reference(tree, fc.get_params(model))
@@ -496,7 +489,7 @@ def test_one_forward_call_initialises_each_backend(x64_for, shape_name):
 @pytest.mark.parametrize("x64_for", _cases(), ids=_ids, indirect=True)
 def test_one_inverse_call_initialises_each_backend(x64_for):
     (backend,), dtype = x64_for
-    impl = _require(backend)
+    impl = require(backend)
     shape = SHAPES["img"]
     model = fc.build(ActNorm(), shape, backend=backend, dtype=dtype)
     ref = fc.Reference(fc.tree_of(model), fc.get_params(model))
@@ -510,7 +503,7 @@ def test_one_inverse_call_initialises_each_backend(x64_for):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_batch_of_one_and_constant_channel_are_finite_in_float32(backend):
-    impl = _require(backend)
+    impl = require(backend)
     model = fc.build(ActNorm(), (3, 2, 2), backend=backend)
     x = _data((3, 2, 2), batch=1).astype("float32")
     x[:, 1] = 100.0  # float32 rounding leaves its computed std a few ulps above zero
@@ -529,7 +522,7 @@ def test_batch_of_one_and_constant_channel_are_finite_in_float32(backend):
 def test_saved_after_init_never_reinitialises(x64_for, tmp_path):
     pytest.importorskip("safetensors", reason="flowcore.save writes safetensors")
     (saver, loader), dtype = x64_for
-    a, b = _require(saver), _require(loader)
+    a, b = require(saver), require(loader)
     shape = SHAPES["img"]
     model = fc.build(_spec(shape), shape, backend=saver, dtype=dtype, seed=0)
     a.call(model, [a.to_native(_rounded(_data(shape), dtype), dtype, "cpu")], [], False, True)
@@ -549,6 +542,7 @@ def test_saved_after_init_never_reinitialises(x64_for, tmp_path):
 # -- torch ------------------------------------------------------------------------------------
 
 
+@subject("torch")
 def test_torch_trains_from_the_initialising_call():
     torch = pytest.importorskip("torch", reason="the torch backend needs PyTorch")
     shape = SHAPES["vec"]
@@ -573,6 +567,7 @@ def test_torch_trains_from_the_initialising_call():
     assert losses[-1] < losses[1]
 
 
+@subject("torch")
 def test_torch_gradients_of_a_batch_of_one_are_finite():
     torch = pytest.importorskip("torch", reason="the torch backend needs PyTorch")
     model = fc.build(ActNorm(), (3,), backend="torch", dtype="float64")
@@ -584,6 +579,7 @@ def test_torch_gradients_of_a_batch_of_one_are_finite():
 
 
 @pytest.mark.parametrize("nested", [False, True], ids=["actnorm", "in_sequence"])
+@subject("torch")
 def test_torch_compile_writes_back(nested):
     """The in-place write-back of the state under ``torch.compile``, for ActNorm alone and
     under a sequence path."""
@@ -623,7 +619,7 @@ def x64():
 
 
 def test_nnx_jit_writes_back(x64):
-    _require("jax")
+    require("jax")
     import jax.numpy as jnp
     from flax import nnx
 
@@ -644,7 +640,7 @@ def test_nnx_jit_writes_back(x64):
 
 
 def test_jax_pure_apply_returns_the_updates(x64):
-    _require("jax")
+    require("jax")
     import jax
     import jax.numpy as jnp
     from flowcore.backends.jax import functional
@@ -675,7 +671,7 @@ def test_jax_pure_apply_returns_the_updates(x64):
 
 
 def test_jax_gradients_of_the_initialising_call_are_finite(x64):
-    _require("jax")
+    require("jax")
     import jax
     import jax.numpy as jnp
     from flowcore.backends.jax import functional
@@ -694,7 +690,7 @@ def test_jax_gradients_of_the_initialising_call_are_finite(x64):
 
 
 def test_nnx_training_step_initialises_then_trains():
-    _require("jax")
+    require("jax")
     optax = pytest.importorskip("optax", reason="trains with optax")
     import jax.numpy as jnp
     from flax import nnx
@@ -725,7 +721,7 @@ def test_nnx_training_step_initialises_then_trains():
 
 
 def test_keras_fit_trains_after_a_first_call():
-    _require("keras")
+    require("keras")
     import flowcore.backends.keras as fk
     import keras
 
@@ -748,11 +744,12 @@ def test_keras_fit_trains_after_a_first_call():
 
 
 @pytest.mark.parametrize("how", ["fit", "predict"])
+@subject("keras")
 def test_keras_compiled_first_call_initialises(how):
     """``fit``/``predict`` as the very first call initialise as an eager call does (under
     Keras' JAX backend, DensityModel runs the first batch eagerly: its compiled steps would
     drop the assignments to trainable weights)."""
-    _require("keras")
+    require("keras")
     import flowcore.backends.keras as fk
     import keras
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from selected_backends import subject
 
 import flowcore as fc
 from flowcore.errors import FlowError, ShapeError
@@ -331,6 +332,7 @@ def test_bad_shapes():
 
 
 @pytest.mark.parametrize("kind", ["maf", "nsf", "iaf"])
+@subject("jax")
 def test_sequential_direction_traces_under_jax_jit(kind):
     jax = pytest.importorskip("jax", reason="jit with the jax backend")
     import flowcore.backends.jax as fj

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from contract_transforms import LOG_DET_WORK, CenterOnFirstBatch, CountsLogDetWork, NoisyLogDet
-from selected_backends import BACKENDS
+from selected_backends import BACKENDS, subject
 
 import flowcore as fc
 
@@ -73,6 +73,7 @@ def test_a_loaded_checkpoint_keeps_its_state(name, tmp_path):
     np.testing.assert_allclose(y, second - first.mean(axis=0, keepdims=True), **TOL)
 
 
+@subject("jax")
 def test_jax_state_under_nnx_jit_and_in_the_pure_form():
     jax = pytest.importorskip("jax", reason="needs JAX")
     nnx = pytest.importorskip("flax.nnx", reason="needs Flax NNX")
@@ -101,6 +102,7 @@ def test_jax_state_under_nnx_jit_and_in_the_pure_form():
     )
 
 
+@subject("torch")
 def test_torch_state_under_compile():
     torch = pytest.importorskip("torch", reason="needs PyTorch")
     model = fc.build(CenterOnFirstBatch(), (4,), backend="torch", seed=0)
@@ -127,6 +129,7 @@ def test_random_draws_are_reproducible_from_the_build_seed(name):
     assert draws[0] != draws[2]  # another seed, another sequence
 
 
+@subject("jax")
 def test_the_jax_pure_form_draws_from_the_key_it_is_given():
     jax = pytest.importorskip("jax", reason="needs JAX")
     import flowcore.backends.jax as fj

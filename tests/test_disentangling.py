@@ -13,7 +13,7 @@ import importlib
 
 import numpy as np
 import pytest
-from selected_backends import BACKENDS
+from selected_backends import BACKENDS, subject
 
 import flowcore as fc
 from flowcore.backend import load_backend
@@ -229,6 +229,7 @@ def test_disentangling_loss_equals_the_transcription_on_a_flow(backend, x64):
     np.testing.assert_allclose(got, gyoza_loss(DIMS, ya, yb, ja, jb, y), rtol=1e-12)
 
 
+@subject("torch")
 def test_torch_training_step_lowers_the_loss():
     if "torch" not in SELECTED:
         pytest.skip("torch is not selected")
@@ -246,6 +247,7 @@ def test_torch_training_step_lowers_the_loss():
     assert losses[2] < losses[1] < losses[0], losses
 
 
+@subject("jax")
 def test_jax_training_steps_lower_the_loss():
     if "jax" not in SELECTED:
         pytest.skip("jax is not selected")

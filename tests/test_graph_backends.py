@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from selected_backends import subject
 
 import flowcore as fc
 from flowcore.tree import build_tree
@@ -52,6 +53,7 @@ def _close(got, want, atol=ATOL) -> None:
 # -- torch ----------------------------------------------------------------------------------
 
 
+@subject("torch")
 def test_torch_freia_graph_matches_its_reference_and_conventions():
     torch = pytest.importorskip("torch", reason="the torch backend needs torch")
     import flowcore.backends.torch as ft
@@ -86,6 +88,7 @@ def _sub(ref: fc.Reference, prefix: str) -> dict[str, np.ndarray]:
     return {k[len(prefix) + 1 :]: v for k, v in ref.params.items() if k.startswith(prefix + ".")}
 
 
+@subject("torch")
 def test_torch_force_tuple_output_and_native_modules():
     torch = pytest.importorskip("torch", reason="the torch backend needs torch")
     import flowcore.backends.torch as ft
@@ -109,6 +112,7 @@ def test_torch_force_tuple_output_and_native_modules():
     assert isinstance(graph.get_module_by_name("feedforward2"), torch.nn.Linear)
 
 
+@subject("torch")
 def test_torch_modules_are_registered_for_to_state_dict_and_data_parallel():
     torch = pytest.importorskip("torch", reason="the torch backend needs torch")
     import flowcore.backends.torch as ft
@@ -170,6 +174,7 @@ def _batch() -> tuple[np.ndarray, np.ndarray]:
     return rng.standard_normal((8, 6)), rng.standard_normal((8, 3))
 
 
+@subject("torch")
 def test_torch_graph_trains_under_ddp_as_in_one_process(tmp_path):
     torch = pytest.importorskip("torch", reason="the torch backend needs torch")
     import torch.multiprocessing as mp
@@ -209,6 +214,7 @@ def _initial_state():
 # -- JAX ------------------------------------------------------------------------------------
 
 
+@subject("jax")
 def test_jax_graph_traces_under_jit_as_one_function():
     jax = pytest.importorskip("jax", reason="the jax backend needs JAX")
     if not jax.config.jax_enable_x64:
@@ -230,6 +236,7 @@ def test_jax_graph_traces_under_jit_as_one_function():
     assert len(jaxpr.out_avals) == 3  # one program: two outputs and the log-det
 
 
+@subject("jax")
 def test_jax_freia_graph_module():
     jax = pytest.importorskip("jax", reason="the jax backend needs JAX")
     if not jax.config.jax_enable_x64:
@@ -254,6 +261,7 @@ def test_jax_freia_graph_module():
 # -- Keras ----------------------------------------------------------------------------------
 
 
+@subject("keras")
 def test_keras_graph_in_graph_mode_and_saved(tmp_path):
     keras = pytest.importorskip("keras", reason="the Keras backend tests need keras")
     import flowcore.backends.keras as fk

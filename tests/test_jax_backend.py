@@ -21,6 +21,9 @@ nnx = pytest.importorskip("flax.nnx", reason="the jax backend needs Flax NNX")
 jnp = jax.numpy
 
 import flowcore.backends.jax as Fj  # noqa: E402  (with JAX present, a broken import must fail)
+from selected_backends import subject  # noqa: E402
+
+pytestmark = subject("jax")
 
 F32 = {"rtol": 1e-5, "atol": 1e-5}
 F64 = {"rtol": 0, "atol": 1e-10}

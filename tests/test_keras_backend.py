@@ -21,8 +21,11 @@ import pytest
 keras = pytest.importorskip("keras", reason="the Keras backend tests need keras")
 
 import flowcore.backends.keras as fk  # noqa: E402
+from selected_backends import subject  # noqa: E402
 
 import flowcore as fc  # noqa: E402
+
+pytestmark = subject("keras")
 from flowcore.errors import BackendError, FlowError, ShapeError  # noqa: E402
 from flowcore.namespace import ARRAY_API_USED, EXTRAS, numpy_namespace  # noqa: E402
 from flowcore.tree import build_tree, initial_params  # noqa: E402

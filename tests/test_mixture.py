@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from selected_backends import BACKENDS
+from selected_backends import BACKENDS, subject
 
 import flowcore as fc
 from flowcore.backend import load_backend
@@ -217,6 +217,7 @@ def test_each_backend_computes_freias_formula(backend, dtype, with_index):
         np.testing.assert_allclose(impl.to_numpy(log_det), ld_want, **tol)
 
 
+@subject("jax")
 def test_the_map_traces_under_jax_jit_with_the_index_a_traced_argument():
     """No Python branch on values: jit compiles once and gives the eager numbers, for
     indices it has not seen while tracing too."""
@@ -243,6 +244,7 @@ def test_the_map_traces_under_jax_jit_with_the_index_a_traced_argument():
 # -- gradients through the conditions ---------------------------------------------------------
 
 
+@subject("torch")
 def test_torch_gradients_through_mu_and_u_match_central_differences():
     """An MDN learns mu and U: autograd of the negative log-likelihood through the map
     against central differences of the float64 reference."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from selected_backends import BACKENDS
+from selected_backends import BACKENDS, subject
 
 import flowcore as fc
 
@@ -85,6 +85,7 @@ def test_missing_and_surplus_names_write_nothing(name):
     _same(fc.get_params(model), before)
 
 
+@subject("torch")
 def test_a_torch_snapshot_does_not_follow_training():
     torch = pytest.importorskip("torch", reason="needs PyTorch")
     model = _model("torch")
@@ -101,6 +102,7 @@ def test_a_torch_snapshot_does_not_follow_training():
     )
 
 
+@subject("jax")
 def test_a_jax_model_filled_from_numpy_does_not_follow_the_source():
     pytest.importorskip("jax", reason="needs JAX")
     model = _model("jax")

@@ -30,10 +30,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from selected_backends import BACKENDS
+from selected_backends import BACKENDS, require, subject
 
 import flowcore as fc
-from flowcore.backend import load_backend
 from flowcore.errors import ShapeError
 from flowcore.options import OptionError
 from flowcore.serialize import spec_from_config, spec_to_config
@@ -47,7 +46,6 @@ from flowcore.transforms.residual import (
 from flowcore.tree import build_tree, initial_params
 
 ATOL = 1e-12
-FRAMEWORKS = {"torch": ("torch",), "jax": ("jax", "flax.nnx"), "keras": ("keras",)}
 
 
 def _params(spec, dim, seed=0, noise=0.3, converged=True):
@@ -424,12 +422,6 @@ def test_image_series_estimate_is_within_the_truncation_bound():
 # -- backends: autodiff, write-back, randomness ----------------------------------------------
 
 
-def _require(backend):
-    for module in FRAMEWORKS[backend]:
-        pytest.importorskip(module, reason=f"the {backend} backend needs {module}")
-    return load_backend(backend)
-
-
 @pytest.fixture
 def x64() -> Iterator[None]:
     jax = pytest.importorskip("jax", reason="the jax backend needs JAX")
@@ -449,6 +441,7 @@ def _model(backend, spec, params, dtype="float64"):
 
 
 @pytest.mark.parametrize("kind", ["vector", "image"])
+@subject("torch")
 def test_exact_log_det_against_torch_autograd(kind):
     torch = pytest.importorskip("torch", reason="the torch backend needs PyTorch")
     if kind == "vector":
@@ -478,7 +471,7 @@ def test_exact_log_det_against_torch_autograd(kind):
 
 
 def test_exact_log_det_against_jax_jacfwd(x64):
-    _require("jax")
+    require("jax")
     import jax
     import jax.numpy as jnp
     from flowcore.backends.jax import functional
@@ -502,7 +495,7 @@ def test_exact_log_det_against_jax_jacfwd(x64):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_image_forward_writes_the_power_step_back(backend):
-    impl = _require(backend)
+    impl = require(backend)
     spec = IResNetLayer(log_det_method="exact", lipschitz_iterations=2)
     _, params = _params(spec, IMAGE, converged=False)
     model = _model(backend, spec, params, dtype="float32")
@@ -535,7 +528,7 @@ def _one_step(params, spec):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_forward_writes_the_power_step_back_and_inverse_does_not(backend):
-    impl = _require(backend)
+    impl = require(backend)
     spec = IResNetLayer(internal_size=5, log_det_method="exact", lipschitz_iterations=2)
     tree, params = _params(spec, 3, converged=False)
     model = _model(backend, spec, params, dtype="float32")
@@ -560,7 +553,7 @@ def test_forward_writes_the_power_step_back_and_inverse_does_not(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_converged_vectors_stay_bit_for_bit(backend):
-    impl = _require(backend)
+    impl = require(backend)
     spec = IResNetLayer(internal_size=5, log_det_method="exact")
     _, params = _params(spec, 3)
     model = _model(backend, spec, params, dtype="float32")
@@ -572,6 +565,7 @@ def test_converged_vectors_stay_bit_for_bit(backend):
         np.testing.assert_array_equal(v, start[k])
 
 
+@subject("torch")
 def test_torch_compile_writes_back():
     torch = pytest.importorskip("torch", reason="the torch backend needs PyTorch")
     spec = IResNetLayer(internal_size=5, log_det_method="exact")
@@ -589,7 +583,7 @@ def test_torch_compile_writes_back():
 
 
 def test_nnx_jit_writes_back(x64):
-    _require("jax")
+    require("jax")
     import jax.numpy as jnp
     from flax import nnx
 
@@ -609,7 +603,7 @@ def test_nnx_jit_writes_back(x64):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_series_draws_are_reproducible_from_the_seed(backend):
-    impl = _require(backend)
+    impl = require(backend)
     spec = IResNetLayer(internal_size=5, hutchinson_samples=2)
     x = _data(3).astype("float32")
 
@@ -630,7 +624,7 @@ def test_series_draws_are_reproducible_from_the_seed(backend):
 
 
 def test_jax_pure_apply_draws_from_its_key():
-    _require("jax")
+    require("jax")
     import jax
     from flowcore.backends.jax import functional
 

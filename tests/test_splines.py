@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 import pytest
-from selected_backends import BACKENDS
+from selected_backends import BACKENDS, subject
 
 import flowcore as fc
 from flowcore.backend import load_backend
@@ -137,6 +137,7 @@ def _special_inputs(bound, knots):
 
 
 @pytest.mark.parametrize("inverse", [False, True])
+@subject("torch")
 def test_kernel_gradients_torch(inverse):
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xt
@@ -159,6 +160,7 @@ def test_kernel_gradients_torch(inverse):
 
 
 @pytest.mark.parametrize("inverse", [False, True])
+@subject("jax")
 def test_kernel_gradients_jax(inverse):
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)

@@ -13,8 +13,11 @@ import pytest
 torch = pytest.importorskip("torch", reason="the torch backend needs PyTorch")
 
 import flowcore.backends.torch as Ff  # noqa: E402
+from selected_backends import subject  # noqa: E402
 
 import flowcore as fc  # noqa: E402
+
+pytestmark = subject("torch")
 
 
 def _spec() -> fc.SequenceINN:
