@@ -15,6 +15,7 @@ from .api import (
     tree_of,
 )
 from .backend import BackendInfo, installed_backends, register
+from .density import log_prob, sample, standard_normal_log_prob
 from .errors import BackendError, FlowError, ParameterError, ShapeError
 from .io import load, save
 from .layers import Sequential
@@ -67,3 +68,4 @@ __all__ = [
 ]  # fmt: skip
 __all__ += transforms.__all__
 __all__ += ["FlowModel", "SupervisedFactorLoss", "disentangling_loss"]
+__all__ += ["log_prob", "sample", "standard_normal_log_prob"]

@@ -37,6 +37,9 @@ class Backend(Protocol):
     """One generic adapter turning any spec tree into native modules of one framework."""
 
     name: str
+    #: The array namespace its modules compute with (their ``ctx.xp``): what backend-neutral
+    #: code outside a transform, such as :func:`flowcore.log_prob`, applies to their arrays.
+    xp: Any
 
     def build(
         self,

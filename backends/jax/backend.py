@@ -15,6 +15,7 @@ from flowcore.tree import Node
 from .dtypes import jax_dtype
 from .functional import functional
 from .modules import FlowModule, cast_floats, gather
+from .namespace import XP
 from .native import native_variables
 
 
@@ -38,6 +39,7 @@ def _present(platform: str) -> bool:
 
 class JaxBackend:
     name = "jax"
+    xp = XP
 
     def build(
         self,

@@ -12,10 +12,12 @@ from flowcore.tree import Node
 
 from . import frameworks
 from .layers import FlowLayer, named_weights
+from .namespace import XP
 
 
 class KerasBackend:
     name = "keras"
+    xp = XP
 
     def build(
         self,

@@ -11,6 +11,7 @@ import torch
 from flowcore.tree import Node
 
 from .modules import FlowModule
+from .namespace import XP
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -24,6 +25,7 @@ def _array_dtype(name: str) -> torch.dtype:
 
 class TorchBackend:
     name = "torch"
+    xp = XP
 
     def build(
         self,
