@@ -61,7 +61,8 @@ def log_prob(model: Any, x: Any, c: Any = None) -> Array:
     return standard_normal_log_prob(backend.xp, zs) + log_det
 
 
-def _float_dtype(model: Any) -> str:
+def model_dtype(model: Any) -> str:
+    """The dtype of a model's float parameters, "float32" without any."""
     for value in get_params(model).values():
         if value.dtype in (np.float32, np.float64):
             return str(value.dtype)
@@ -104,7 +105,7 @@ def sample(
     if rows - {n}:
         raise ShapeError(f"sample: c must have one row per sample (n={n}), got {sorted(rows)}")
     rng = np.random.default_rng(seed)
-    dtype = dtype if dtype is not None else _float_dtype(model)
+    dtype = dtype if dtype is not None else model_dtype(model)
     zs = [
         backend.to_native(temperature * rng.standard_normal((n, *shape)), dtype, device)
         for shape in sig.outputs

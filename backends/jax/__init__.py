@@ -24,9 +24,10 @@ from .graph import GraphINN
 from .modules import Buffer, FlowModule, SubnetModule
 from .namespace import XP
 from .sequence import SequenceINN
+from .training import fit
 
 __all__ = [
     "BACKEND", "MLP", "XP", "AllInOneBlock", "Buffer", "ConvNet", "FlowModule", "Inverse",
-    "JaxBackend", "SequenceINN", "SubnetModule", "functional", "init",
+    "JaxBackend", "SequenceINN", "SubnetModule", "fit", "functional", "init",
     "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Node", "OutputNode",
 ]  # fmt: skip

@@ -20,9 +20,10 @@ from .backend import BACKEND, TorchBackend
 from .graph import GraphINN
 from .modules import FlowModule, SubnetModule
 from .sequence import SequenceINN
+from .training import fit
 
 __all__ = [
     "BACKEND", "MLP", "AllInOneBlock", "ConvNet", "FlowModule", "Inverse", "SequenceINN",
-    "SubnetModule", "TorchBackend",
+    "SubnetModule", "TorchBackend", "fit",
     "ConditionNode", "FeedForwardNode", "GraphINN", "InputNode", "Node", "OutputNode",
 ]  # fmt: skip
