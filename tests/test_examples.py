@@ -1,8 +1,9 @@
-"""The README's first command: ``examples/demo.py`` runs to its picture.
+"""The examples run, as a user runs them: a subprocess in a temporary folder.
 
-Run in a subprocess from a temporary folder, as a user runs it; it needs every backend it
-reports on and matplotlib, so it runs where all are installed (tox env ``all``) and is
-skipped, with the reason, elsewhere.
+The README's first command, ``examples/demo.py``, runs to its picture in tox env ``all``
+(part of ``.ci/run``); every other example runs in tox env ``examples`` (on demand, about
+90 s). Each needs every backend and matplotlib, so where some are missing it is skipped with
+the reason.
 """
 
 from __future__ import annotations
@@ -20,17 +21,43 @@ import flowcore as fc
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_demo_trains_ports_samples_and_writes_its_picture(tmp_path):
-    missing = [m for m in ("torch", "matplotlib") if importlib.util.find_spec(m) is None]
+def _run(name: str, folder: pathlib.Path) -> str:
+    missing = [
+        m for m in ("torch", "matplotlib", "sklearn") if importlib.util.find_spec(m) is None
+    ]
     if missing:
-        pytest.skip(f"the demo needs {', '.join(missing)}")
+        pytest.skip(f"the examples need {', '.join(missing)}")
     if len(fc.installed_backends()) < 3:
-        pytest.skip("the demo ports between all three backends; some are not installed")
+        pytest.skip("the examples port between all three backends; some are not installed")
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "demo.py")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [sys.executable, str(EXAMPLES / f"{name}.py")],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "every backend computes the same density" in done.stdout
+    return done.stdout
+
+
+def test_demo_trains_ports_samples_and_writes_its_picture(tmp_path):
+    assert "every backend computes the same density" in _run("demo", tmp_path)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+#: Every other example and a line its output must hold.
+OTHERS = {
+    "glow_steps": "loaded",
+    "multiscale_graph": "loaded",
+    "catalogue_tour": "keras  loaded",
+    "custom_transforms": "torch  log_det=1.3863  swap where c>0: True",
+    "freia_to_jax": "JAX vs PyTorch (float32)",
+    "disentangling_arc": "wrote disentangling_arc.png",
+}
+
+
+def test_every_example_is_tested():
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == {"demo", *OTHERS}
+
+
+@pytest.mark.parametrize("name", sorted(OTHERS))
+def test_example_runs(name, tmp_path):
+    assert OTHERS[name] in _run(name, tmp_path)
