@@ -114,4 +114,26 @@ def sample(
     return xs[0] if len(xs) == 1 else tuple(xs)
 
 
-__all__ = ["log_prob", "sample", "standard_normal_log_prob"]
+class Density:
+    """``flow.log_prob(x, c)`` and ``flow.sample(n, c, ...)`` on every backend's flow module:
+    :func:`log_prob` and :func:`sample` as methods."""
+
+    def log_prob(self, x: Any, c: Any = None) -> Array:
+        """``log p(x | c)`` per sample (:func:`flowcore.log_prob`)."""
+        return log_prob(self, x, c)
+
+    def sample(
+        self,
+        n: int,
+        c: Any = None,
+        *,
+        temperature: float = 1.0,
+        seed: int = 0,
+        dtype: str | None = None,
+        device: str = "cpu",
+    ) -> Any:
+        """``n`` samples at ``temperature`` from ``seed`` (:func:`flowcore.sample`)."""
+        return sample(self, n, c, temperature=temperature, seed=seed, dtype=dtype, device=device)
+
+
+__all__ = ["Density", "log_prob", "sample", "standard_normal_log_prob"]

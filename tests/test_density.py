@@ -132,3 +132,17 @@ def test_bad_sample_arguments_are_named(kwargs, error, message):
     c = backend.to_native(c, "float32", "cpu") if c is not None else None
     with pytest.raises(error, match=message):
         fc.sample(model, args.pop("n"), c, **args)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_flow_methods_are_the_functions(name):
+    backend = require(name)
+    model = _conditional(name)
+    x, c = (backend.to_native(a, "float32", "cpu") for a in _data(n=4))
+    np.testing.assert_array_equal(
+        backend.to_numpy(model.log_prob(x, c)), backend.to_numpy(fc.log_prob(model, x, c))
+    )
+    np.testing.assert_array_equal(
+        backend.to_numpy(model.sample(4, c, temperature=0.5, seed=2)),
+        backend.to_numpy(fc.sample(model, 4, c, temperature=0.5, seed=2)),
+    )

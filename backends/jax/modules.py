@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from flowcore.adapter import NodeModule
+from flowcore.density import Density
 from flowcore.spec import Array, Draw, ParamSpec, Shape, Transform
 from flowcore.tree import Node, path_seed
 
@@ -140,7 +141,7 @@ def gather(
     return variables, natives
 
 
-class FlowModule(_JaxNode):
+class FlowModule(_JaxNode, Density):
     """A transform spec as a Flax NNX module, called as FrEIA's: ``flow(x, c, rev, jac)``.
 
     ``x`` is an array or a list of arrays; ``c`` an array, a list of arrays or None.

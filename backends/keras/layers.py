@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from flowcore.adapter import NodeModule
+from flowcore.density import Density
 from flowcore.errors import BackendError
 from flowcore.serialize import spec_from_config, spec_to_config
 from flowcore.spec import Draw, NativeSubnet, ParamSpec, Shape, Transform
@@ -142,7 +143,7 @@ class SubnetLayer(_KerasNode):
 
 
 @keras.saving.register_keras_serializable(package="flowcore")
-class FlowLayer(_KerasNode):
+class FlowLayer(_KerasNode, Density):
     """A transform spec as a layer, called as FrEIA's: ``call(x, c=None, rev=False, jac=True)``.
 
     ``x`` is an array or a list of arrays; ``c`` an array, a list of arrays or None.

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from flowcore.adapter import NodeModule
+from flowcore.density import Density
 from flowcore.spec import Array, Draw, NativeSubnet, ParamSpec, Shape
 from flowcore.tree import Node, path_seed
 
@@ -103,7 +104,7 @@ class SubnetModule(_TorchNode):
     forward = NodeModule.apply_subnet
 
 
-class FlowModule(_TorchNode):
+class FlowModule(_TorchNode, Density):
     """A transform spec as a module, called as FrEIA's: ``forward(x, c, rev, jac)``.
 
     ``x`` is a tensor or a list of tensors; ``c`` a tensor, a list of tensors or None.
