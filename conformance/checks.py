@@ -159,7 +159,11 @@ def check_init(s: Subject) -> float:
 
 
 def check_shapes(s: Subject) -> None:
-    """Output shapes and dtype, and log-dets of shape (batch,), both ways."""
+    """Output shapes and dtype, log-dets of shape (batch,), both ways; the model on its
+    device (``device_of``)."""
+    on = s.backend.device_of(s.model)
+    if on.partition(":")[0] != s.device.partition(":")[0]:
+        raise CheckFailed(f"device_of names {on!r} for a model moved to {s.device!r}")
     batch = s.case.batch
     for rev, shapes in ((False, s.tree.signature.outputs), (True, s.tree.signature.inputs)):
         ys, log_det = s.call(s.inputs(rev), rev=rev)

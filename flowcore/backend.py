@@ -72,6 +72,10 @@ class Backend(Protocol):
     def move(self, module: Any, dtype: str, device: str) -> Any:
         """The module on ``device`` computing in ``dtype``."""
 
+    def device_of(self, module: Any) -> str:
+        """The device the module's parameters are on, as :meth:`devices` names it
+        (``"cpu"``, ``"cuda"``, ``"cuda:1"``): where :func:`flowcore.sample` puts its noise."""
+
     def call(
         self, module: Any, xs: Sequence[Any], cs: Sequence[Any], rev: bool, jac: bool
     ) -> tuple[list[Any], Any]:

@@ -77,15 +77,15 @@ def sample(
     temperature: float = 1.0,
     seed: int = 0,
     dtype: str | None = None,
-    device: str = "cpu",
+    device: str | None = None,
 ) -> Any:
     """``n`` samples ``x = f^{-1}(T ε; c)``: a native array, or a tuple for a flow with several
     inputs.
 
     ``ε`` is drawn by NumPy from ``seed``, so a seed gives the same samples in every backend.
     ``c`` holds one condition row per sample (``n`` rows). ``dtype`` defaults to the
-    model's parameters' (float32 without any); ``device`` is where ``ε`` is put, the
-    model's device.
+    model's parameters' (float32 without any); ``device``, where ``ε`` is put, the model's
+    (:meth:`flowcore.backend.Backend.device_of`).
     """
     backend = backend_of(model)
     sig = tree_of(model).signature
@@ -106,6 +106,7 @@ def sample(
         raise ShapeError(f"sample: c must have one row per sample (n={n}), got {sorted(rows)}")
     rng = np.random.default_rng(seed)
     dtype = dtype if dtype is not None else model_dtype(model)
+    device = device if device is not None else backend.device_of(model)
     zs = [
         backend.to_native(temperature * rng.standard_normal((n, *shape)), dtype, device)
         for shape in sig.outputs
@@ -130,7 +131,7 @@ class Density:
         temperature: float = 1.0,
         seed: int = 0,
         dtype: str | None = None,
-        device: str = "cpu",
+        device: str | None = None,
     ) -> Any:
         """``n`` samples at ``temperature`` from ``seed`` (:func:`flowcore.sample`)."""
         return sample(self, n, c, temperature=temperature, seed=seed, dtype=dtype, device=device)

@@ -107,6 +107,28 @@ def test_torch_log_prob_gradients_reach_every_parameter():
     assert all(g.abs().sum() > 0 for g in grads.values())
 
 
+@subject("torch")
+def test_samples_follow_the_model_to_its_device():
+    # torch's "meta" device holds shapes without data: a model moved there samples there
+    # only if sample puts its noise where the model is, not on the CPU
+    require("torch")
+    model = _conditional("torch").to("meta")
+    import torch
+
+    c = torch.zeros((5, 2), device="meta")
+    assert fc.get_backend("torch").device_of(model) == "meta"
+    x = fc.sample(model, 5, c, seed=0, dtype="float32")  # meta parameters have no values
+    assert x.device.type == "meta" and tuple(x.shape) == (5, 3)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_device_of_names_where_the_parameters_are(name):
+    backend = require(name)
+    model = _conditional(name)
+    assert backend.device_of(model) == "cpu"
+    assert backend.device_of(backend.move(model, "float32", "cpu")) == "cpu"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [

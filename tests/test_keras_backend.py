@@ -385,6 +385,19 @@ def test_fit_lowers_the_negative_log_likelihood():
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
+def test_the_loss_is_minus_log_prob_the_number_torch_and_jax_fit_report():
+    spec, shape, conds = CASES["householder"]
+    flow = fc.build(spec, shape, conds, backend="keras", seed=0, dtype="float64")
+    x = np.random.default_rng(1).standard_normal((8, 4))
+    got = numpy(fk.negative_log_likelihood(*flow(x)))
+    # the same float64 arithmetic up to the order of sums: a few ulps of O(10) values
+    np.testing.assert_allclose(got, -numpy(fc.log_prob(flow, x)), rtol=0, atol=1e-12)
+    # and the full constant is there: a standard normal's NLL at z, not its energy alone
+    z, log_det = flow(x)
+    energy = 0.5 * (numpy(z) ** 2).sum(1) - numpy(log_det)
+    np.testing.assert_allclose(got - energy, 2 * np.log(2 * np.pi), rtol=1e-12)
+
+
 def test_fit_with_a_condition():
     keras.utils.set_random_seed(0)
     spec, shape, conds = CASES["sequence_mlp"]

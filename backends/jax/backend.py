@@ -26,8 +26,22 @@ def _variables(module: FlowModule) -> dict[str, nnx.Variable]:
 
 
 def _device(device: str | jax.Device) -> jax.Device:
-    """A device by platform name (``"cpu"``, ``"gpu"``, ``"tpu"``), or the device itself."""
-    return device if isinstance(device, jax.Device) else jax.devices(device)[0]
+    """A device by platform name (``"cpu"``, ``"cuda"``, ``"gpu"``, ``"tpu"``), with an
+    index after a colon (``"cuda:1"``), or the device itself."""
+    if isinstance(device, jax.Device):
+        return device
+    platform, _, index = device.partition(":")
+    return jax.devices(platform)[int(index or 0)]
+
+
+def device_name(device: jax.Device) -> str:
+    """A JAX device named as torch names it: ``"cpu"``, ``"cuda"`` for JAX's first ``"gpu"``,
+    ``"cuda:1"`` for its second (``"rocm"`` on ROCm), ``"tpu"``."""
+    platform = device.platform
+    if platform == "gpu":
+        platform = "rocm" if "rocm" in device.client.platform_version.lower() else "cuda"
+    index = jax.devices(device.platform).index(device)
+    return platform if index == 0 else f"{platform}:{index}"
 
 
 def _present(platform: str) -> bool:
@@ -85,6 +99,11 @@ class JaxBackend:
     def move(self, module: Any, dtype: str, device: str | jax.Device) -> Any:
         cast_floats(module, jax_dtype(dtype), _device(device))
         return module
+
+    def device_of(self, module: Any) -> str:
+        """``"cpu"``, ``"cuda"`` (JAX's ``"gpu"``: ``"cuda:1"`` for the second) or ``"tpu"``."""
+        arrays = jax.tree.leaves(nnx.state(module))
+        return "cpu" if not arrays else device_name(next(iter(arrays[0].devices())))
 
     def call(
         self, module: Any, xs: Sequence[Any], cs: Sequence[Any], rev: bool, jac: bool

@@ -59,6 +59,10 @@ class KerasBackend:
         self.set_params(moved, self.get_params(module))
         return moved
 
+    def device_of(self, module: Any) -> str:
+        weights = module.weights
+        return "cpu" if not weights else frameworks.device_of(weights[0].value)
+
     def call(
         self, module: Any, xs: Sequence[Any], cs: Sequence[Any], rev: bool, jac: bool
     ) -> tuple[list[Any], Any]:

@@ -56,6 +56,22 @@ def accelerators() -> list[str]:
     return []
 
 
+def device_of(array: Array) -> str:
+    """The device of a framework array, named as torch names it (``"cpu"``, ``"cuda"``,
+    ``"cuda:1"``)."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        return str(array.device)
+    if backend == "jax":
+        from flowcore.backends.jax.backend import device_name
+
+        return device_name(next(iter(array.devices())))
+    # TensorFlow: "/job:localhost/replica:0/task:0/device:GPU:0"
+    kind, _, index = array.device.rpartition("device:")[2].partition(":")
+    name = "cuda" if kind == "GPU" else kind.lower()
+    return name if index in ("", "0") else f"{name}:{index}"
+
+
 def device_scope(device: Any) -> contextlib.AbstractContextManager[Any]:
     """Keras' scope placing new arrays and weights on ``device`` (``"cuda"`` is its ``"gpu"``);
     no scope for None."""

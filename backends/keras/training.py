@@ -8,8 +8,8 @@ import keras
 from keras import ops
 
 from flowcore.adapter import as_list
+from flowcore.density import standard_normal_log_prob
 from flowcore.losses import SupervisedFactorLoss, check_pair
-from flowcore.spec import sum_per_sample
 
 from .namespace import XP
 
@@ -17,13 +17,13 @@ Array = Any
 
 
 def negative_log_likelihood(z: Any, log_det: Array) -> Array:
-    r"""Per-sample NLL under a standard normal latent, up to the constant
-    :math:`\tfrac{D}{2}\log 2\pi`: :math:`\tfrac12\lVert z\rVert^2 - \log|\det J|`.
+    r"""Per-sample NLL in nats under a standard normal latent,
+    :math:`\tfrac12\lVert z\rVert^2 + \tfrac{D}{2}\log 2\pi - \log|\det J|`: the
+    number torch's and JAX's ``fit`` report, ``-fc.log_prob``.
 
     ``z`` is an array or a tuple of arrays (a flow with several outputs).
     """
-    energy = [sum_per_sample(XP, zi * zi) for zi in as_list(z, "output", lambda a: True)]
-    return 0.5 * ops.sum(ops.stack(energy), axis=0) - log_det
+    return -(standard_normal_log_prob(XP, as_list(z, "output", lambda a: True)) + log_det)
 
 
 @keras.saving.register_keras_serializable(package="flowcore")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,6 +59,10 @@ class TorchBackend:
 
     def move(self, module: Any, dtype: str, device: str) -> Any:
         return module.to(device=device, dtype=_dtype(dtype))
+
+    def device_of(self, module: Any) -> str:
+        tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+        return "cpu" if tensor is None else str(tensor.device)
 
     def call(
         self, module: Any, xs: Sequence[Any], cs: Sequence[Any], rev: bool, jac: bool
