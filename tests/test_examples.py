@@ -1,9 +1,9 @@
 """The examples run, as a user runs them: a subprocess in a temporary folder.
 
-The README's first command, ``examples/demo.py``, runs to its picture in tox env ``all``
-(part of ``.ci/run``); every other example runs in tox env ``examples`` (on demand, about
-90 s). Each needs every backend and matplotlib, so where some are missing it is skipped with
-the reason.
+Every example runs to its output and figure in tox env ``docs`` (part of ``.ci/run``), whose
+figures (copied to the folder ``FLOWCORE_EXAMPLE_FIGURES`` names) go into the docs site.
+Each needs every backend, scikit-learn and matplotlib, so where some are missing it is
+skipped with the reason.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -35,6 +36,11 @@ def _run(name: str, folder: pathlib.Path) -> str:
         cwd=folder, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    figures = os.environ.get("FLOWCORE_EXAMPLE_FIGURES")
+    if figures:  # the docs env: the figures go into the site
+        pathlib.Path(figures).mkdir(parents=True, exist_ok=True)
+        for picture in folder.glob("*.png"):
+            shutil.copy(picture, figures)
     return done.stdout
 
 

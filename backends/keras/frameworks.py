@@ -63,9 +63,12 @@ def device_of(array: Array) -> str:
     if backend == "torch":
         return str(array.device)
     if backend == "jax":
-        from flowcore.backends.jax.backend import device_name
+        import jax
 
-        return device_name(next(iter(array.devices())))
+        device = next(iter(array.devices()))
+        name = "cuda" if device.platform == "gpu" else device.platform
+        index = jax.devices(device.platform).index(device)
+        return name if index == 0 else f"{name}:{index}"
     # TensorFlow: "/job:localhost/replica:0/task:0/device:GPU:0"
     kind, _, index = array.device.rpartition("device:")[2].partition(":")
     name = "cuda" if kind == "GPU" else kind.lower()
