@@ -1,5 +1,7 @@
 """``flowcore``: the command line. ``flowcore info`` says what is installed and where it can
-run; ``flowcore conformance`` runs the conformance suite (``flowcore conformance --help``)."""
+run; ``flowcore conformance`` runs the conformance suite, ``flowcore bench`` times one flow in
+every backend and ``flowcore convert`` moves a model between file formats (each with
+``--help``)."""
 
 from __future__ import annotations
 
@@ -57,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="installed backends, versions and devices")
     commands.add_parser("conformance", help="the conformance suite", add_help=False)
+    commands.add_parser("bench", help="one flow timed in every backend", add_help=False)
+    commands.add_parser("convert", help="a model from one file format to another", add_help=False)
     args, rest = parser.parse_known_args(argv)
+    if args.command in ("bench", "convert"):
+        return int(importlib.import_module(f"flowcore.{args.command}").main(rest))
     if args.command == "conformance":
         # flowcore.conformance is mapped from the repository's conformance/ folder
         conformance = importlib.import_module("flowcore.conformance.cli")

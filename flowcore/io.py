@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from .api import build, get_params, set_params, tree_of
 from .errors import FlowError
 from .serialize import spec_from_config, spec_to_config
-from .spec import Transform
+from .spec import Shape, Transform
 
 FORMAT = "flowcore"
 VERSION = 1
@@ -39,12 +40,25 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     assert isinstance(tree.spec, Transform)
     params = get_params(model)
     dtype = next((str(v.dtype) for v in params.values() if v.dtype.kind == "f"), "float32")
+    write(path, tree.spec, tree.signature.inputs, tree.signature.conditions, dtype, params)
+
+
+def write(
+    path: str | os.PathLike[str],
+    spec: Transform,
+    inputs: Sequence[Shape],
+    conditions: Sequence[Shape],
+    dtype: str,
+    params: Mapping[str, np.ndarray],
+) -> None:
+    """Write a flowcore file from its parts: what :func:`save` writes for a model of
+    ``spec`` on ``inputs`` and ``conditions`` holding ``params`` in ``dtype``."""
     header = {
         "format": FORMAT,
         "version": VERSION,
-        "spec": spec_to_config(tree.spec),
-        "inputs": tree.signature.inputs,
-        "conditions": tree.signature.conditions,
+        "spec": spec_to_config(spec),
+        "inputs": [list(shape) for shape in inputs],
+        "conditions": [list(shape) for shape in conditions],
         "dtype": dtype,
     }
     # np.require keeps 0-d arrays (BatchNorm's num_batches_tracked); ascontiguousarray would
