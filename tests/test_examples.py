@@ -36,6 +36,9 @@ def _run(name: str, folder: pathlib.Path) -> str:
         cwd=folder, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    for line in done.stdout.splitlines():  # every figure an example says it wrote is there
+        if line.startswith("wrote ") and line.endswith(".png"):
+            assert (folder / line.removeprefix("wrote ")).stat().st_size > 10_000, line
     figures = os.environ.get("FLOWCORE_EXAMPLE_FIGURES")
     if figures:  # the docs env: the figures go into the site
         pathlib.Path(figures).mkdir(parents=True, exist_ok=True)
@@ -57,6 +60,11 @@ OTHERS = {
     "custom_transforms": "torch  log_det=1.3863  swap where c>0: True",
     "freia_to_jax": "JAX vs PyTorch (float32)",
     "disentangling_arc": "wrote disentangling_arc.png",
+    "two_moons": "every flow beats the Gaussian by more than 0.5 nats",
+    "conditional_moons": "each condition gives its own moon",
+    "porting": "every hand-over agrees",
+    "digits": "held-out bits/pixel below 3.0: True",
+    "anomaly_map": "every AUROC above 0.9: True",
 }
 
 
