@@ -16,7 +16,7 @@ from .api import (
 )
 from .backend import BackendInfo, installed_backends, register
 from .density import log_prob, sample, standard_normal_log_prob
-from .errors import BackendError, FlowError, ParameterError, ShapeError
+from .errors import BackendError, FileError, FlowError, ParameterError, ShapeError
 from .io import load, save
 from .layers import Sequential
 from .losses import SupervisedFactorLoss, disentangling_loss
@@ -58,7 +58,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP", "BackendError", "BackendInfo", "Child", "ConditionNode", "Context", "Conv2d",
-    "ConvNet", "FeedForwardNode", "FlowError", "GraphINN", "InputNode", "Inverse", "Linear",
+    "ConvNet", "FeedForwardNode", "FileError", "FlowError", "GraphINN", "InputNode", "Inverse",
+    "Linear",
     "NativeSubnet", "Node", "OptionError", "OutputNode", "ParamSpec", "ParameterError",
     "Reference", "SequenceINN", "Sequential", "ShapeError", "Signature", "SimpleTransform", "Spec",
     "Subnet", "Transform", "layers",

@@ -20,3 +20,7 @@ class ParameterError(FlowError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class FileError(FlowError, ValueError):
+    """A file is missing, unreadable, corrupted or not a model flowcore can load."""

@@ -172,7 +172,7 @@ def test_load_refuses_foreign_and_unknown_files(tmp_path):
     }
     evil = tmp_path / "evil.fc"
     safetensors.numpy.save_file(
-        {"w": np.zeros(2)}, evil, metadata={"flowcore": json.dumps(header)}
+        {"w": np.zeros(2, np.float32)}, evil, metadata={"flowcore": json.dumps(header)}
     )
     with pytest.raises(fc.FlowError, match="unknown spec type 'os:system'"):
         fc.load(evil, backend="numpy-never-reached")
