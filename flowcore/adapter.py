@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ShapeError
-from .executor import check_call, run_node
+from .errors import BackendError, FlowError, ShapeError
+from .executor import check_call, checked_native, run_node
 from .models import GraphINN, SequenceBuilder
 from .models.nodes import GraphNode
 from .spec import Array, Context, Draw, Namespace, ParamSpec, Transform
@@ -28,15 +28,19 @@ def as_list(
     what: str,
     is_array: Callable[[Any], bool],
     convert: Callable[[Any], Any] | None = None,
+    expected: str = "an array",
 ) -> list[Any]:
     """Inputs or conditions as a list: an array, a list or tuple of arrays, or None; each
-    passed through ``convert`` when given."""
+    passed through ``convert`` when given. ``expected`` names what an array is, for the
+    error."""
     if x is None:
         return []
     items = list(x) if isinstance(x, (list, tuple)) else [x]
-    if not all(is_array(a) for a in items):
+    bad = next((a for a in items if not is_array(a)), None)
+    if bad is not None:
+        inner = "" if bad is x else f" holding {type(bad).__name__}"
         raise ShapeError(
-            f"expected an array or a list of arrays as {what}, got {type(x).__name__}"
+            f"expected {expected} or a list of arrays as {what}, got {type(x).__name__}{inner}"
         )
     return items if convert is None else [convert(a) for a in items]
 
@@ -97,8 +101,21 @@ class NodeModule:
         return None
 
     def _convert(self, x: Any) -> Any:
-        """An input array as the backend computes with it (default: as it is)."""
+        """An input array as the backend computes with it (default: as it is).
+
+        The rule of every backend: a floating-point input or condition in another float
+        dtype than the model's is cast to the model's dtype (Keras' own rule for layers);
+        integers (index conditions) pass unchanged.
+        """
         return x
+
+    #: what an input array is in this backend, for errors
+    array_text = "an array"
+
+    def _placement_problem(self, arrays: Sequence[Any]) -> str | None:
+        """After a call failed: why, if the arrays are not where the model is (another
+        device), in words that say what to do; None when that is not the cause."""
+        return None
 
     # -- neutral ------------------------------------------------------------------------
     def _populate(
@@ -126,13 +143,20 @@ class NodeModule:
         self.flowcore_tree = tree
         self._draws = isinstance(tree.spec, Transform) and tree.spec.uses_randomness
         self._kinds = tuple((name, child.is_transform) for name, child in tree.children.items())
+        checked = isinstance(tree.spec, Transform) and tree.spec.native_children_are_subnets
+        self._natives = tuple(
+            (name, c) for name, c in tree.children.items() if c.is_native and checked
+        )
 
     def _callables(self) -> dict[str, Callable[..., Any]]:
         # looked up per call (not cached) so that DataParallel replicas use their own children
         if not self._kinds:
             return {}
         modules = self._children()
-        return {name: modules[name].run if run else modules[name] for name, run in self._kinds}
+        found = {name: modules[name].run if run else modules[name] for name, run in self._kinds}
+        for name, node in self._natives:
+            found[name] = checked_native(node, found[name])
+        return found
 
     def run(
         self, xs: Sequence[Array], cs: Sequence[Array], rev: bool = False, jac: bool = True
@@ -158,10 +182,17 @@ class NodeModule:
 
     def call_flow(self, x: Any, c: Any, rev: bool, jac: bool) -> tuple[Any, Array]:
         """FrEIA's call: ``x`` an array or list, ``c`` an array, list or None."""
-        xs = as_list(x, "input", self._is_array, self._convert)
-        ys, log_det = self.run(
-            xs, as_list(c, "condition", self._is_array, self._convert), rev, jac
-        )
+        xs = as_list(x, "input", self._is_array, self._convert, self.array_text)
+        cs = as_list(c, "condition", self._is_array, self._convert, self.array_text)
+        try:
+            ys, log_det = self.run(xs, cs, rev, jac)
+        except FlowError:
+            raise
+        except Exception as err:  # the framework's own error: say so if placement is why
+            problem = self._placement_problem([*xs, *cs])
+            if problem is None:
+                raise
+            raise BackendError(f"{self.flowcore_tree.label}: {problem}") from err
         return outputs(x, ys), log_det
 
 
@@ -287,8 +318,8 @@ class ImperativeGraph(NodeModule):
     def call_graph(
         self, x: Any, c: Any, rev: bool, jac: bool, intermediate_outputs: bool
     ) -> tuple[Any, Any]:
-        xs = as_list(x, "input", self._is_array, self._convert)
-        cs = as_list(c, "condition", self._is_array, self._convert)
+        xs = as_list(x, "input", self._is_array, self._convert, self.array_text)
+        cs = as_list(c, "condition", self._is_array, self._convert, self.array_text)
         if intermediate_outputs:
             return self._intermediates(xs, cs, rev, jac)
         ys, log_det = self.run(xs, cs, rev, jac)

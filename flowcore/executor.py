@@ -108,7 +108,43 @@ def check_call(
     sig = node.signature
     _check_arrays(node, "output" if rev else "input", xs, sig.outputs if rev else sig.inputs)
     _check_arrays(node, "condition", cs, sig.conditions, node.condition_kinds)
+    _check_batch(node, xs, cs, "output" if rev else "input")
     return rev, jac
+
+
+def _check_batch(node: Node, xs: Sequence[Array], cs: Sequence[Array], what: str) -> None:
+    """Every input and condition has the same batch size (None, a symbolic Keras batch,
+    matches any): a condition is never broadcast over a batch."""
+    first = xs[0].shape[0] if xs else None
+    for i, a in enumerate((*xs, *cs)):
+        n = a.shape[0]
+        if first is None:
+            first = n
+        elif n is not None and n != first:
+            name = f"{what} {i}" if i < len(xs) else f"condition {i - len(xs)}"
+            raise ShapeError(
+                f"{node.label}: {name} has batch size {n}, but {what} 0 has {first}: "
+                "inputs and conditions need one row each per sample"
+            )
+
+
+def checked_native(node: Node, module: Callable[[Array], Array]) -> Callable[[Array], Array]:
+    """``module``, a native subnet of ``node``, with its output's shape checked on each call
+    (a wrong width would otherwise fail deep inside the transform that uses it)."""
+    want = tuple(node.signature.outputs[0])
+
+    def call(x: Array) -> Array:
+        y = module(x)
+        got = tuple(getattr(y, "shape", ()))
+        if got[1:] != want or (got and None not in (got[0], x.shape[0]) and got[0] != x.shape[0]):
+            raise ShapeError(
+                f"{node.label}: the native subnet maps input {tuple(x.shape)} to {got}, "
+                f"expected (batch, {', '.join(map(str, want))}): subnet_constructor(c_in, "
+                "c_out) must return a module from c_in to c_out features"
+            )
+        return y
+
+    return call
 
 
 def run_node(
@@ -170,7 +206,8 @@ def functional_call(
         return {p.name: values[node.full_name(p.name)] for p in node.params}
 
     def callables(node: Node) -> dict[str, Callable[..., Any]]:
-        return {name: bind(child) for name, child in node.children.items()}
+        checked = isinstance(node.spec, Transform) and node.spec.native_children_are_subnets
+        return {name: bind(child, checked) for name, child in node.children.items()}
 
     def run(node: Node, xs_: Sequence[Array], cs_: Sequence[Array], rev_: bool, jac_: bool) -> Any:
         ys, log_det, own = run_node(
@@ -180,11 +217,11 @@ def functional_call(
             values[node.full_name(name)] = updates[node.full_name(name)] = value
         return ys, log_det
 
-    def bind(node: Node) -> Callable[..., Any]:
+    def bind(node: Node, checked: bool = True) -> Callable[..., Any]:
         if node.is_native:
             if node.path not in native:
                 raise ShapeError(f"{node.label}: a native subnet needs its backend to run it")
-            return native[node.path]
+            return checked_native(node, native[node.path]) if checked else native[node.path]
         if node.is_transform:
             return lambda xs_, cs_=(), rev_=False, jac_=True: run(node, xs_, cs_, rev_, jac_)
         spec = node.spec

@@ -264,6 +264,9 @@ class Transform(Spec):
     n_inputs: int | None = 1
     #: Whether the math draws random numbers (:meth:`Context.normal`).
     uses_randomness: bool = False
+    #: Whether native children are subnets ``y = f(x)``, whose output shape the backends
+    #: check on each call; False where a native child is itself the transform.
+    native_children_are_subnets: bool = True
 
     def output_shapes(
         self, inputs: Sequence[Shape], conditions: Sequence[Shape]

@@ -103,11 +103,16 @@ class _JaxNode(NodeModule, nnx.Module):
         kind = FlowModule if node.is_transform else SubnetModule
         return kind(node, params, self._dtype, seed=self._seed_value)
 
+    array_text = "a jax.Array or np.ndarray"
+
     def _is_array(self, x: Any) -> bool:
         return isinstance(x, (jax.Array, np.ndarray))
 
     def _convert(self, x: Any) -> jax.Array:
-        return jnp.asarray(x)
+        x = jnp.asarray(x)
+        if x.dtype != self._dtype and jnp.issubdtype(x.dtype, jnp.floating):
+            return x.astype(self._dtype)
+        return x
 
     def _draw(self) -> Draw:
         return key_draw(self.rngs)

@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from flowcore.adapter import NodeModule
+from flowcore.adapter import NodeModule, as_list
 from flowcore.density import Density
 from flowcore.errors import BackendError
 from flowcore.serialize import spec_from_config, spec_to_config
@@ -122,8 +122,10 @@ class _KerasNode(NodeModule, keras.layers.Layer):
         name = node.path.rsplit(".", 1)[-1]
         return kind(node, params, dtype=self.dtype_policy, name=name, seed=self._seed_value)
 
+    array_text = "an array (NumPy's or the Keras backend's; np.asarray(x) makes one)"
+
     def _is_array(self, x: Any) -> bool:
-        return True  # Keras takes any array-like; its own errors name what it cannot take
+        return _is_input(x)
 
     def _draw(self) -> Draw:
         def draw(kind: str, shape: Shape, like: Array) -> Array:
@@ -142,6 +144,11 @@ class SubnetLayer(_KerasNode):
         return self.apply_subnet(x)
 
 
+def _is_input(x: Any) -> bool:
+    """An array of any framework Keras runs on, NumPy's, or a symbolic KerasTensor."""
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
 @keras.saving.register_keras_serializable(package="flowcore")
 class FlowLayer(_KerasNode, Density):
     """A transform spec as a layer, called as FrEIA's: ``call(x, c=None, rev=False, jac=True)``.
@@ -155,6 +162,12 @@ class FlowLayer(_KerasNode, Density):
     """
 
     flowcore_backend = "keras"
+
+    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        # Keras' own __call__ refuses Python numbers with a message about positional
+        # arguments; say in flowcore's words what an input may be
+        as_list(x, "input", _is_input, expected=self.array_text)
+        return super().__call__(x, *args, **kwargs)
 
     def call(
         self, x: Any, c: Any = None, rev: bool = False, jac: bool = True

@@ -8,6 +8,7 @@ node does is :class:`flowcore.adapter.NodeModule`'s; this file only makes native
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ class _TorchNode(NodeModule, nn.Module):
     """A node's parameters and children as a module."""
 
     xp = XP
+    array_text = "a torch.Tensor (torch.as_tensor(x) makes one)"
 
     def __init__(
         self,
@@ -41,6 +43,42 @@ class _TorchNode(NodeModule, nn.Module):
         self._seed_value = seed
         self._generators: dict[torch.device, torch.Generator] = {}
         self._populate(tree, params, modules)
+        self._input_dtype: torch.dtype | None = None
+        self._follow_tensors()
+
+    def _follow_tensors(self) -> None:
+        """Read the model's float dtype back from its tensors (after ``.to``/``.double``):
+        the dtype inputs are cast to, and new blocks are made in. A model without float
+        tensors casts nothing."""
+        first = next(
+            (t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()), None
+        )
+        if first is not None:
+            self._dtype = self._input_dtype = first.dtype
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        result = super()._apply(fn, recurse)
+        self._follow_tensors()
+        return result
+
+    def _convert(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self._input_dtype
+        if dtype is not None and x.dtype != dtype and x.is_floating_point():
+            return x.to(dtype)
+        return x
+
+    def _placement_problem(self, arrays: Any) -> str | None:
+        tensor = next(itertools.chain(self.parameters(), self.buffers()), None)
+        if tensor is None:
+            return None
+        elsewhere = sorted({str(a.device) for a in arrays if a.device != tensor.device})
+        if not elsewhere:
+            return None
+        return (
+            f"the model is on {tensor.device} but inputs or conditions are on "
+            f"{', '.join(elsewhere)}: move them with x.to({str(tensor.device)!r}), or the "
+            f"model with flow.to({elsewhere[0]!r})"
+        )
 
     def _add_param(self, p: ParamSpec, value: np.ndarray | None) -> None:
         dtype = torch.int64 if p.kind == "index" else self._dtype

@@ -42,6 +42,8 @@ class NativeTransform(Transform):
     module's own math and log-det, unchanged (a number is broadcast over the batch).
     """
 
+    native_children_are_subnets = False
+
     def __init__(self, module: Any) -> None:
         for attr in ("dims_in", "output_dims"):
             if not hasattr(module, attr):
