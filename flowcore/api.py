@@ -10,6 +10,7 @@ import numpy as np
 
 from .backend import Backend, installed_backends, load_backend
 from .errors import BackendError
+from .options import OptionError
 from .params import snapshot, validate
 from .reference import Reference
 from .spec import Transform
@@ -59,13 +60,13 @@ def build(
     neither ``input_shape`` nor ``cond_shapes``.
     """
     if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        raise OptionError(f"build: dtype must be 'float32' or 'float64', got {dtype!r}")
     fixed = spec.default_shapes() if isinstance(spec, Transform) else None
     if input_shape is None and fixed is not None:
         input_shape = fixed[0]
     if cond_shapes is None:
         cond_shapes = fixed[1] if fixed is not None else ()
-    tree = build_tree(spec, normalize_shapes(input_shape), [tuple(c) for c in cond_shapes])
+    tree = build_tree(spec, normalize_shapes(input_shape), cond_shapes)
     chosen = get_backend(backend)
     return chosen.build(tree, initial_params(tree, seed), dtype, device, seed)
 

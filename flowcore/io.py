@@ -28,8 +28,10 @@ from .file_format import (
     validate_header,
     verify,
 )
+from .params import validate
 from .serialize import spec_from_config, spec_to_config
 from .spec import Shape, Transform
+from .tree import Node, build_tree
 
 
 def _safetensors() -> Any:
@@ -150,18 +152,26 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nda
     return header, tensors
 
 
-def _spec_of(path: str | os.PathLike[str], header: Mapping[str, Any]) -> Transform:
+def read_tree(path: str | os.PathLike[str]) -> tuple[Node, dict[str, np.ndarray]]:
+    """The model a flowcore file holds, checked without building it in any backend: its
+    spec bound to the saved shapes, and its parameters validated against that spec."""
+    _, tree, params = _read_model(path)
+    return tree, params
+
+
+def _read_model(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, Any], Node, dict[str, np.ndarray]]:
+    header, params = read(path)
     try:
         spec = spec_from_config(header["spec"])
+        if not isinstance(spec, Transform):
+            raise FlowError(f"the top-level spec is a {type(spec).__name__}, not a transform")
+        tree = build_tree(spec, header["inputs"], header["conditions"])
+        validate(tree, params)
     except FlowError as err:
         raise FileError(f"{path}: {err}") from err
-    except (TypeError, ValueError, KeyError) as err:  # options this flowcore does not know
-        raise FileError(
-            f"{path}: the spec cannot be rebuilt ({type(err).__name__}: {err})"
-        ) from err
-    if not isinstance(spec, Transform):
-        raise FileError(f"{path}: the top-level spec is a {type(spec).__name__}, not a transform")
-    return spec
+    return header, tree, params
 
 
 def load(
@@ -173,18 +183,14 @@ def load(
 ) -> Any:
     """Build the saved model in ``backend`` (default: as :func:`flowcore.build` chooses) with
     the saved parameters; ``dtype`` defaults to the saved one."""
-    header, params = read(path)
-    spec = _spec_of(path, header)
+    header, tree, params = _read_model(path)
     model = build(
-        spec,
+        tree.spec,  # type: ignore[arg-type]  # read_tree checked that it is a transform
         header["inputs"],
         header["conditions"],
         backend=backend,
         dtype=dtype or header["dtype"],
         device=device,
     )
-    try:
-        set_params(model, params)
-    except FlowError as err:
-        raise FileError(f"{path}: {err}") from err
+    set_params(model, params)
     return model

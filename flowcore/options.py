@@ -67,6 +67,9 @@ def _describe(hint: Any) -> str:
     if origin is collections.abc.Callable or hint is collections.abc.Callable:
         return "a callable"
     if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a tuple of {_describe(args[0])}"
         return "a tuple"
     return getattr(hint, "__name__", str(hint))
 

@@ -63,15 +63,32 @@ def spec_to_config(spec: Spec) -> dict[str, Any]:
 
 
 def spec_from_config(config: dict[str, Any]) -> Spec:
-    """Rebuild a spec from :func:`spec_to_config`'s output."""
-    name = config.get("type")
-    cls = _CLASSES.get(str(name))
+    """Rebuild a spec from :func:`spec_to_config`'s output.
+
+    Every fault of the config (its form, an unknown type, an option the class does not
+    take or refuses) is a :class:`~flowcore.FlowError`.
+    """
+    if not (
+        isinstance(config, dict)
+        and isinstance(config.get("type"), str)
+        and isinstance(config.get("config", {}), dict)
+    ):
+        raise FlowError(
+            f"a spec config is {{'type': '<module>:<class>', 'config': {{...}}}}, got {config!r}"
+        )
+    name = config["type"]
+    cls = _CLASSES.get(name)
     if cls is None:
         raise FlowError(
             f"unknown spec type {name!r}: import the module defining it before loading "
             "(flowcore never imports code named in a file)"
         )
     kwargs = {k: _decode(v) for k, v in config.get("config", {}).items()}
-    if dataclasses.is_dataclass(cls):
-        return cls(**kwargs)
-    return cls.from_config(kwargs)
+    try:
+        if dataclasses.is_dataclass(cls):
+            return cls(**kwargs)
+        return cls.from_config(kwargs)
+    except FlowError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise FlowError(f"{cls.__name__}: its config cannot be built ({err})") from err

@@ -145,7 +145,26 @@ def build_tree(
     """
     if not isinstance(spec, Transform):
         raise TypeError(f"expected a flowcore Transform spec, got {type(spec).__name__}")
+    inputs, conditions = _shapes("input", inputs), _shapes("condition", conditions)
     return _bind(spec, spec.signature(inputs, conditions), path)
+
+
+def _is_dim(d: Any) -> bool:
+    return isinstance(d, (int, np.integer)) and not isinstance(d, bool) and bool(d > 0)
+
+
+def _shapes(what: str, shapes: Any) -> list[tuple[int, ...]]:
+    """``shapes`` as a list of tuples of positive ints, or a ShapeError saying what a list of
+    shapes is."""
+    ok = isinstance(shapes, (list, tuple)) and all(
+        isinstance(s, (list, tuple)) and all(_is_dim(d) for d in s) for s in shapes
+    )
+    if not ok:
+        raise ShapeError(
+            f"{what} shapes must be a list of shapes of positive ints, batch axis excluded, "
+            f"like [(3,)] for one {what} of 3 features; got {shapes!r}"
+        )
+    return [tuple(int(d) for d in s) for s in shapes]
 
 
 def normalize_shapes(shape: Any) -> tuple[tuple[int, ...], ...]:

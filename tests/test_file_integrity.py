@@ -18,7 +18,7 @@ from selected_backends import BACKENDS
 
 import flowcore as fc
 from flowcore import file_format
-from flowcore.io import read, write
+from flowcore.io import read, read_tree, write
 
 
 def _spec() -> fc.SequenceINN:
@@ -248,3 +248,69 @@ def read_bytes_as_model(tmp_path_factory, data: bytes):
     path = tmp_path_factory.mktemp("original") / "flow.fc"
     path.write_bytes(data)
     return read(path)
+
+
+def _raw_file(path, header: dict, tensors: dict) -> None:
+    """A file written as a buggy or hostile writer would: any header, with valid checksums."""
+    import safetensors.numpy
+
+    text = json.dumps(header)
+    metadata = {"flowcore": text, file_format.CHECKSUMS: file_format.checksums(text, tensors)}
+    safetensors.numpy.save_file(tensors, path, metadata=metadata)
+
+
+#: what a mutated option may become: wrong types, signs, sizes, non-finite numbers, shapes
+_JSON_VALUES = st.one_of(
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.none(),
+    st.booleans(),
+    st.lists(st.one_of(st.integers(-3, 64), st.floats(-2, 2), st.text(max_size=2)), max_size=3),
+    st.dictionaries(st.sampled_from(["type", "config", "a"]), st.integers(), max_size=2),
+)
+
+
+def _option_paths(config, prefix=()):
+    """Every place in a spec config that holds an option's value."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key != "type":
+                yield (*prefix, key)
+                yield from _option_paths(value, (*prefix, key))
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            yield (*prefix, i)
+            yield from _option_paths(value, (*prefix, i))
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_fuzz_every_malformed_spec_in_a_file_is_a_file_error(tmp_path_factory, data):
+    """One option of a saved spec set to a random JSON value (checksums made to match):
+    the file's model is either checked and valid, or refused with a FileError."""
+    tensors = {k: np.require(v, requirements="C") for k, v in _params().items()}
+    header = {
+        "format": "flowcore",
+        "version": file_format.VERSION,
+        "spec": fc.serialize.spec_to_config(_spec()),
+        "inputs": [[3]],
+        "conditions": [[2]],
+        "dtype": "float32",
+    }
+    where = data.draw(st.sampled_from(list(_option_paths(header["spec"]))))
+    value = data.draw(_JSON_VALUES)
+    holder = header["spec"]
+    for key in where[:-1]:
+        holder = holder[key]
+    holder[where[-1]] = value
+    path = tmp_path_factory.mktemp("spec") / "flow.fc"
+    _raw_file(path, header, tensors)
+    try:
+        tree, params = read_tree(path)
+    except fc.FileError as err:
+        assert str(err).startswith(f"{path}: ")
+        return
+    assert set(params) == set(tree.param_specs())  # accepted: a model whose weights fit

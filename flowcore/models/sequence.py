@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ShapeError
+from ..options import OptionError
 from ..spec import (
     Array,
     Child,
@@ -42,7 +43,17 @@ class SequenceINN(Transform):
                 raise TypeError(
                     f"SequenceINN: {t.label} takes {t.n_inputs} inputs, blocks must take 1"
                 )
+        if conditions is not None and not isinstance(conditions, (list, tuple)):
+            raise OptionError(
+                f"SequenceINN: conditions must be a list of condition indices (int >= 0) or "
+                f"None, one per block; got {conditions!r}"
+            )
         conds = tuple(conditions) if conditions is not None else (None,) * len(transforms)
+        wrong = [c for c in conds if c is not None and (type(c) is not int or c < 0)]
+        if wrong:
+            raise OptionError(
+                f"SequenceINN: each block's condition is an index int >= 0 or None; got {wrong}"
+            )
         if len(conds) != len(transforms):
             raise ValueError(
                 f"SequenceINN: {len(transforms)} transforms but {len(conds)} condition indices"

@@ -33,8 +33,9 @@ SoftClamp = Literal["scaled_tanh", "tanh"]
 
 def _global_scale_start(kind: str, value: float) -> float:
     """The pre-activation g0 with Psi(g0) = value."""
-    if kind == "SOFTPLUS":
-        return 2.0 * math.log(math.expm1(5.0 * value))
+    if kind == "SOFTPLUS":  # log(e^y - 1) = y + log(1 - e^-y): finite for any y > 0
+        y = 5.0 * value
+        return 2.0 * (y + math.log(-math.expm1(-y)))
     if kind == "SIGMOID":
         return 2.0 - math.log(10.0 / value - 1.0)
     return math.log(value)
