@@ -385,9 +385,10 @@ def test_fit_lowers_the_negative_log_likelihood():
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
-def test_the_loss_is_minus_log_prob_the_number_torch_and_jax_fit_report():
+@pytest.mark.parametrize("dtype", ["float64"], indirect=True)  # 64-bit JAX turned on
+def test_the_loss_is_minus_log_prob_the_number_torch_and_jax_fit_report(dtype):
     spec, shape, conds = CASES["householder"]
-    flow = fc.build(spec, shape, conds, backend="keras", seed=0, dtype="float64")
+    flow = fc.build(spec, shape, conds, backend="keras", seed=0, dtype=dtype)
     x = np.random.default_rng(1).standard_normal((8, 4))
     got = numpy(fk.negative_log_likelihood(*flow(x)))
     # the same float64 arithmetic up to the order of sums: a few ulps of O(10) values
