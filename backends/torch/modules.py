@@ -50,9 +50,8 @@ class _TorchNode(NodeModule, nn.Module):
         """Read the model's float dtype back from its tensors (after ``.to``/``.double``):
         the dtype inputs are cast to, and new blocks are made in. A model without float
         tensors casts nothing."""
-        first = next(
-            (t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()), None
-        )
+        tensors = itertools.chain(self.parameters(), self.buffers())
+        first = next((t for t in tensors if t.is_floating_point()), None)
         if first is not None:
             self._dtype = self._input_dtype = first.dtype
 
