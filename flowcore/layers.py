@@ -200,7 +200,13 @@ class BatchNorm(Layer):
         if self.track_running_stats:
             out += [
                 ParamSpec("running_mean", (c,), init.zeros((c,)), trainable=False),
-                ParamSpec("running_var", (c,), init.constant((c,), 1.0), trainable=False),
+                ParamSpec(
+                    "running_var",
+                    (c,),
+                    init.constant((c,), 1.0),
+                    trainable=False,
+                    constraint="nonnegative",
+                ),
                 ParamSpec(
                     "num_batches_tracked", (), init.zeros(()), trainable=False, kind="index"
                 ),

@@ -10,7 +10,8 @@ Every backend's ``get_params``/``set_params`` goes through :func:`snapshot` and
 - values are checked, all of them before any is written: names, shapes, dtypes, finiteness,
   and the :class:`~flowcore.spec.ParamSpec` constraints that invertibility rests on (an
   index buffer must be a permutation; a matrix whose inverse is taken as its transpose must
-  be orthogonal);
+  be orthogonal; structure derived from the spec, such as a coupling mask, must be the
+  spec's own);
 - what ``get_params`` returns and what ``set_params`` keeps are fresh copies: a snapshot
   never changes with the model, and the model never follows the caller's arrays.
 """
@@ -81,6 +82,20 @@ def _check_constraint(label: str, name: str, p: ParamSpec, value: np.ndarray) ->
                 f"{label}: parameter {name!r} must be orthogonal (its inverse is its "
                 f"transpose); |W W^T - I| reaches {error:.3g} > {ORTHOGONAL_ATOL:g}"
             )
+    elif p.constraint == "fixed":
+        own = p.init(np.random.default_rng(0))
+        if not np.array_equal(value, own):
+            where = tuple(int(i) for i in np.argwhere(value != own)[0])
+            raise ParameterError(
+                f"{label}: parameter {name!r} is structure the spec derives (a mask or "
+                f"degrees) and cannot be set to another value: at {where} it is "
+                f"{value[where]:g}, the spec's is {own[where]:g}; change the spec's options "
+                "instead"
+            )
+    elif p.constraint == "nonnegative" and not (value >= 0).all():
+        raise ParameterError(
+            f"{label}: parameter {name!r} must be >= 0, reaches {float(value.min()):g}"
+        )
 
 
 def validate(tree: Node, params: Mapping[str, Any]) -> dict[str, np.ndarray]:

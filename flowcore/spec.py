@@ -39,7 +39,7 @@ Initializer = Callable[[np.random.Generator], np.ndarray]
 #: ``draw(kind, shape, like)``: random samples ("normal" or "rademacher") like ``like``.
 Draw = Callable[[str, Shape, Array], Array]
 #: What :mod:`flowcore.params` checks a parameter's values against when they are set.
-Constraint = Literal["permutation", "orthogonal"]
+Constraint = Literal["permutation", "orthogonal", "fixed", "nonnegative"]
 #: What a condition holds (:meth:`Transform.condition_kinds`): ``"float"`` values (float32 or
 #: float64, the default), ``"index"`` integers (int32 or int64, such as a mixture component
 #: per sample), or ``"any"``: a container hands it on unchecked to the transform that uses it.
@@ -54,8 +54,10 @@ class ParamSpec:
     (index buffers such as hard permutations) and are never trainable. ``init(rng)`` returns
     the initial value as a float64 or int64 NumPy array of ``shape``. ``constraint`` names
     what values must satisfy for the transform to stay invertible: ``"permutation"`` (each
-    last-axis row is a permutation of ``range(n)``) or ``"orthogonal"`` (a square matrix
-    whose inverse is its transpose); :func:`flowcore.params.validate` enforces it.
+    last-axis row is a permutation of ``range(n)``), ``"orthogonal"`` (a square matrix
+    whose inverse is its transpose), ``"fixed"`` (structure the spec derives, such as a
+    coupling mask or a MADE's degrees: only the initial value is allowed, so ``init`` must
+    draw nothing) or ``"nonnegative"``; :func:`flowcore.params.validate` enforces it.
     """
 
     name: str
@@ -76,6 +78,8 @@ class ParamSpec:
             len(self.shape) != 2 or self.shape[0] != self.shape[1] or self.kind != "float"
         ):
             raise ValueError(f"orthogonal parameter {self.name!r} must be a square float matrix")
+        if self.constraint == "fixed" and self.trainable:
+            raise ValueError(f"fixed parameter {self.name!r} cannot be trainable")
 
 
 @dataclasses.dataclass(frozen=True)

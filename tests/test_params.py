@@ -111,3 +111,41 @@ def test_a_jax_model_filled_from_numpy_does_not_follow_the_source():
     fc.set_params(model, source)
     source["0.global_offset"] += 1.0  # e.g. a torch model training on in place
     np.testing.assert_array_equal(fc.get_params(model)["0.global_offset"], 0.25)
+
+
+def _structured(name):
+    """A model holding spec-derived structure: a gyoza coupling's mask, a MADE's degrees,
+    a BatchNorm's running variance."""
+    spec = fc.SequenceINN(
+        fc.AdditiveCoupling((4,), (1,), fc.CheckerBoardMask((4,), (1,))),
+        fc.MaskedAutoregressive(fc.MADE(hidden=(8,))),
+        fc.AllInOneBlock(subnet=fc.Sequential((fc.Linear(8), fc.layers.BatchNorm(), fc.Linear()))),
+    )
+    return fc.build(spec, (4,), backend=name, seed=0)
+
+
+STRUCTURE = {
+    "a changed coupling mask": ("0.mask", lambda v: 1.0 - v, "structure the spec derives"),
+    "a half mask": ("0.mask", lambda v: 0.5 + 0 * v, r"at \(0,\) it is 0.5"),
+    "changed degrees": ("1.subnet.degrees_1", lambda v: v[::-1].copy(), "cannot be set"),
+    "a negative running variance": (
+        "2.subnet.1.running_var",
+        lambda v: v - 2.0,
+        "must be >= 0, reaches -1",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("bad", list(STRUCTURE))
+def test_structure_derived_from_the_spec_cannot_be_overwritten(name, bad):
+    """A mask of 1 - m or a MADE's reversed degrees would still run: silently another
+    model than the spec (and the saved file) says, or no longer autoregressive."""
+    model = _structured(name)
+    before = fc.get_params(model)
+    key, change, message = STRUCTURE[bad]
+    assert key in before, sorted(before)
+    with pytest.raises(fc.ParameterError, match=message):
+        fc.set_params(model, {**before, key: change(before[key])})
+    _same(fc.get_params(model), before)
+    fc.set_params(model, before)  # the spec's own values are accepted

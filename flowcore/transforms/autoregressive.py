@@ -193,6 +193,7 @@ class MADE(Subnet):
                     init.array(degrees),
                     trainable=False,
                     kind="index",
+                    constraint="fixed",
                 )
             )
         widths = [n_in, *self.hidden, n_out]

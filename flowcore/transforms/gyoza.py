@@ -249,7 +249,15 @@ class _Coupling(OnAxes):
             )
 
     def parameters(self, sig: Signature) -> Sequence[ParamSpec]:
-        return [ParamSpec("mask", (self.n,), init.array(self.mask.values()), trainable=False)]
+        return [
+            ParamSpec(
+                "mask",
+                (self.n,),
+                init.array(self.mask.values()),
+                trainable=False,
+                constraint="fixed",
+            )
+        ]
 
     def children(self, sig: Signature) -> Sequence[Child]:
         net = self.subnet if self.subnet is not None else gyoza_subnet(self.n)
