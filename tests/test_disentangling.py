@@ -298,7 +298,8 @@ def _torch_and_jax_gradients(z_a, z_b, y):
 
     tflow = fc.build(_spec(), (D,), backend="torch", seed=3, dtype="float64")
     rng = np.random.default_rng(5)
-    params = {k: v + 0.1 * rng.standard_normal(v.shape) if v.dtype == np.float64 else v
+    trainable = dict(tflow.named_parameters())  # not the masks, which the spec fixes
+    params = {k: v + 0.1 * rng.standard_normal(v.shape) if k in trainable else v
               for k, v in fc.get_params(tflow).items()}  # fmt: skip
     fc.set_params(tflow, params)
     loss = fc.disentangling_loss(tflow, tuple(map(torch.as_tensor, (z_a, z_b))),
