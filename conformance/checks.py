@@ -216,6 +216,33 @@ def check_roundtrip(s: Subject) -> float:
     return max(devs)
 
 
+def _poisoned(arrays: Sequence[np.ndarray], value: float) -> list[np.ndarray]:
+    """``arrays`` with the first float array's first element of sample 0 set to ``value``."""
+    out = [a.copy() for a in arrays]
+    first = next(a for a in out if not _is_index(a))
+    first.reshape(len(first), -1)[0, 0] = value
+    return out
+
+
+def check_nonfinite(s: Subject) -> float:
+    """The NaN policy: a NaN or inf in one sample, forward and inverse, raises nothing,
+    leaves every other sample's outputs and log-det as they were, and shows in that sample
+    (some output or its log-det is non-finite: never hidden as a finite value)."""
+    tol, devs = s.tol("port"), []
+    for rev in (False, True):
+        clean = s.call(s.inputs(rev), rev)
+        for value in (math.nan, math.inf):
+            ys, log_det = s.call(_poisoned(s.inputs(rev), value), rev)
+            what = f"{'inverse' if rev else 'forward'} with {value} in sample 0"
+            got, want = s.numpy([*ys, log_det]), s.numpy([*clean[0], clean[1]])
+            for i, (g, w) in enumerate(zip(got, want, strict=True)):
+                name = "log_det" if i == len(ys) else f"output {i}"
+                devs.append(compare(f"{what}: samples 1.. of {name}", g[1:], w[1:], tol))
+            if all(np.isfinite(g[0]).all() for g in got):
+                raise CheckFailed(f"{what}: that sample's outputs and log-det are all finite")
+    return max(devs)
+
+
 @dataclasses.dataclass(frozen=True)
 class Flattened(Transform):
     r"""``inner`` on one vector: :math:`v \mapsto [\mathrm{vec}(y_1), \dots, \mathrm{vec}(y_m)]`
@@ -348,6 +375,7 @@ SINGLE_CHECKS: dict[str, Callable[[Subject], float | None]] = {
     "forward": check_forward,
     "inverse": check_inverse,
     "roundtrip": check_roundtrip,
+    "nonfinite": check_nonfinite,
     "jacobian": check_jacobian,
     "gradients": check_gradients,
 }

@@ -16,7 +16,15 @@ from .api import (
 )
 from .backend import BackendInfo, installed_backends, register
 from .density import log_prob, sample, standard_normal_log_prob
-from .errors import BackendError, FileError, FlowError, ParameterError, ShapeError
+from .errors import (
+    BackendError,
+    FileError,
+    FlowError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+)
+from .finite import check_finite
 from .io import load, save
 from .layers import Sequential
 from .losses import SupervisedFactorLoss, disentangling_loss
@@ -70,3 +78,4 @@ __all__ = [
 __all__ += transforms.__all__
 __all__ += ["FlowModel", "SupervisedFactorLoss", "disentangling_loss"]
 __all__ += ["log_prob", "sample", "standard_normal_log_prob"]
+__all__ += ["NonFiniteError", "check_finite"]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend, installed_backends, load_backend
-from .errors import BackendError
+from .errors import ArgumentError, BackendError
 from .options import OptionError
 from .params import snapshot, validate
 from .reference import Reference
@@ -75,7 +75,7 @@ def backend_of(model: Any) -> Backend:
     """The backend that built ``model``."""
     name = getattr(model, "flowcore_backend", None)
     if name is None:
-        raise TypeError(f"{type(model).__name__} is not a flowcore model")
+        raise ArgumentError(f"{type(model).__name__} is not a flowcore model")
     return load_backend(name)
 
 

@@ -7,6 +7,15 @@ class FlowError(Exception):
     """Base class of every error flowcore raises on purpose."""
 
 
+class OptionError(FlowError, ValueError):
+    """A spec, a declaration or a function was given a bad option or value."""
+
+
+class ArgumentError(FlowError, TypeError):
+    """An argument of the wrong kind: a flag that is not a bool, a module where a spec is
+    expected, a subnet constructor that is not callable."""
+
+
 class ShapeError(FlowError, ValueError):
     """An input, condition or declaration has the wrong shape, rank or count."""
 
@@ -24,3 +33,8 @@ class ParameterError(FlowError, KeyError):
 
 class FileError(FlowError, ValueError):
     """A file is missing, unreadable, corrupted or not a model flowcore can load."""
+
+
+class NonFiniteError(FlowError, FloatingPointError):
+    """:func:`flowcore.check_finite` found a NaN or inf: names the block, the array and the
+    samples."""

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError, ShapeError
+from . import finite
+from .errors import ArgumentError, ParameterError, ShapeError
 from .spec import Array, ConditionKind, Context, Draw, Namespace, Subnet, Transform, batch_zeros
 from .tree import Node
 
@@ -47,7 +48,7 @@ def check_flags(rev: Any, jac: Any) -> None:
     """``rev`` and ``jac`` must be bools: ``rev="False"`` would otherwise run the inverse."""
     for name, flag in (("rev", rev), ("jac", jac)):
         if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
+            raise ArgumentError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
 
 
 def _shape_text(shape: Sequence[Any]) -> str:
@@ -165,12 +166,18 @@ def run_node(
     """
     spec: Transform = node.spec  # type: ignore[assignment]  # build_tree binds transforms
     rev, jac = check_call(node, xs, cs, rev, jac)
+    checking = finite.checking_finite()
+    if checking:
+        floats = [c for c, kind in zip(cs, node.condition_kinds, strict=True) if kind == "float"]
+        finite.check_inputs(xp, node.label, _way(rev), xs, floats)
     ctx = Context(xp, params, children, jac, draw, node)
     ys, log_det = spec.run(ctx, list(xs), list(cs), rev)
     if not jac:
         log_det = batch_zeros(xp, ys[0])
     elif getattr(log_det, "ndim", 0) == 0:  # a constant log-det still gets shape (batch,)
         log_det = log_det + batch_zeros(xp, ys[0])
+    if checking:
+        finite.check_outputs(xp, node.label, _way(rev), ys, log_det if jac else None)
     for name, value in ctx.updates.items():
         declared = node.param(name).shape
         if tuple(value.shape) != declared:
@@ -179,6 +186,10 @@ def run_node(
                 f"declared {declared}"
             )
     return ys, log_det, ctx.updates
+
+
+def _way(rev: bool) -> str:
+    return "inverse" if rev else "forward"
 
 
 def functional_call(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ArgumentError, ShapeError
 from .options import OptionError
 
 Array = Any
@@ -202,7 +202,7 @@ def _namespace(x: Array) -> Namespace:
 
         return array_api_compat.array_namespace(x)
     except (ImportError, TypeError):
-        raise TypeError(
+        raise ArgumentError(
             f"disentangling_loss: no array namespace for a {type(x).__name__}; pass xp= (for "
             "Keras tensors flowcore.backends.keras.namespace.XP, or use "
             "flowcore.backends.keras.DisentanglingFlowModel)"

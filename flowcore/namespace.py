@@ -33,9 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from .errors import BackendError
+
 ARRAY_API_USED: tuple[str, ...] = (
-    "abs", "argsort", "asarray", "astype", "atan", "broadcast_to", "clip", "concat",
-    "cumulative_sum", "exp", "expm1", "float32", "float64", "int64", "log", "log1p",
+    "abs", "all", "argmax", "argsort", "asarray", "astype", "atan", "broadcast_to", "clip",
+    "concat", "cumulative_sum", "exp", "expm1", "float32", "float64", "int64", "isfinite",
+    "log", "log1p",
     "logaddexp", "matmul",
     "max", "mean", "ones_like", "permute_dims", "reshape", "sign", "sqrt", "sum", "take", "tanh",
     "tril", "triu", "where", "zeros", "zeros_like",
@@ -154,7 +157,7 @@ def extend(xp: Any, **extras: Callable[..., Any]) -> types.SimpleNamespace:
     """
     missing = [name for name in REQUIRED_EXTRAS if name not in extras]
     if missing:
-        raise TypeError(f"namespace extras missing: {missing}")
+        raise BackendError(f"namespace extras missing: {missing}")
     names = {k: v for k, v in vars(xp).items() if not k.startswith("_")}
     namespace = types.SimpleNamespace(**{**names, **extras})
     for name, make in DEFAULT_EXTRAS.items():

@@ -17,11 +17,7 @@ import types
 import typing
 from typing import Any
 
-from .errors import FlowError
-
-
-class OptionError(FlowError, ValueError):
-    """A spec was constructed with a bad option."""
+from .errors import OptionError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,6 +32,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .errors import OptionError
+
 Shape = tuple[int, ...]
 Array = Any
 Namespace = Any
@@ -69,17 +71,17 @@ class ParamSpec:
 
     def __post_init__(self) -> None:
         if "." in self.name or not self.name:
-            raise ValueError(f"parameter name {self.name!r} must be non-empty without '.'")
+            raise OptionError(f"parameter name {self.name!r} must be non-empty without '.'")
         if self.kind == "index" and self.trainable:
-            raise ValueError(f"index parameter {self.name!r} cannot be trainable")
+            raise OptionError(f"index parameter {self.name!r} cannot be trainable")
         if self.constraint == "permutation" and self.kind != "index":
-            raise ValueError(f"permutation parameter {self.name!r} must be kind='index'")
+            raise OptionError(f"permutation parameter {self.name!r} must be kind='index'")
         if self.constraint == "orthogonal" and (
             len(self.shape) != 2 or self.shape[0] != self.shape[1] or self.kind != "float"
         ):
-            raise ValueError(f"orthogonal parameter {self.name!r} must be a square float matrix")
+            raise OptionError(f"orthogonal parameter {self.name!r} must be a square float matrix")
         if self.constraint == "fixed" and self.trainable:
-            raise ValueError(f"fixed parameter {self.name!r} cannot be trainable")
+            raise OptionError(f"fixed parameter {self.name!r} cannot be trainable")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ArgumentError, OptionError, ParameterError, ShapeError
 from .spec import (
     Child,
     ConditionKind,
@@ -64,7 +64,7 @@ class Node:
             return same_kind("float", len(conds))
         kinds = tuple(self.spec.condition_kinds(conds))
         if len(kinds) != len(conds) or not set(kinds) <= {"float", "index", "any"}:
-            raise ValueError(
+            raise OptionError(
                 f"{self.label}: condition_kinds gave {kinds} for {len(conds)} condition(s); "
                 'each must be "float", "index" or "any"'
             )
@@ -92,7 +92,7 @@ class Node:
         for p in self.params:
             if p.name == name:
                 return p
-        raise KeyError(f"{self.label} has no parameter {name!r}")
+        raise ParameterError(f"{self.label} has no parameter {name!r}")
 
     @property
     def uses_randomness(self) -> bool:
@@ -111,12 +111,12 @@ def _bind(spec: Spec | NativeSubnet, sig: Signature, path: str) -> Node:
     children: dict[str, Node] = {}
     for child in spec.children(sig):
         if child.name in children or "." in child.name:
-            raise ValueError(f"{spec.label}: bad or repeated child name {child.name!r}")
+            raise OptionError(f"{spec.label}: bad or repeated child name {child.name!r}")
         children[child.name] = _bind_child(child, f"{path}.{child.name}" if path else child.name)
     names = [p.name for p in params]
     clash = set(names) & set(children) or {n for n in names if names.count(n) > 1}
     if clash:
-        raise ValueError(f"{spec.label}: names used twice: {sorted(clash)}")
+        raise OptionError(f"{spec.label}: names used twice: {sorted(clash)}")
     node = Node(spec, sig, path, params, children)
     node.condition_kinds  # noqa: B018  (a container whose children disagree fails here)
     return node
@@ -127,7 +127,7 @@ def _bind_child(child: Child, path: str) -> Node:
     if isinstance(spec, Transform):
         return _bind(spec, spec.signature(child.inputs, child.conditions), path)
     if child.outputs is None:
-        raise ValueError(f"subnet child {child.name!r} needs its output shape")
+        raise OptionError(f"subnet child {child.name!r} needs its output shape")
     if isinstance(spec, Subnet):
         spec.validate(child.inputs[0], child.outputs[0])
     return _bind(spec, Signature(child.inputs, child.outputs), path)
@@ -144,7 +144,7 @@ def build_tree(
     ``path`` places the tree below a parent (it seeds the initial parameters).
     """
     if not isinstance(spec, Transform):
-        raise TypeError(f"expected a flowcore Transform spec, got {type(spec).__name__}")
+        raise ArgumentError(f"expected a flowcore Transform spec, got {type(spec).__name__}")
     inputs, conditions = _shapes("input", inputs), _shapes("condition", conditions)
     return _bind(spec, spec.signature(inputs, conditions), path)
 
@@ -210,7 +210,7 @@ def initial_params(tree: Node, seed: int) -> dict[str, np.ndarray]:
         for p in node.params:
             value = np.asarray(p.init(rng))
             if value.shape != p.shape:
-                raise ValueError(
+                raise OptionError(
                     f"{node.label}: initialiser of {p.name!r} gave shape {value.shape}, "
                     f"declared {p.shape}"
                 )

@@ -518,6 +518,37 @@ def test_batch_of_one_and_constant_channel_are_finite_in_float32(backend):
     assert not fc.get_params(vector)["log_scale"].any()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_sample_is_left_out_of_the_initialisation(backend, bad):
+    """The NaN policy in the initialising call: the bad sample's outputs are non-finite,
+    the others' are those of the batch without it (float32 rounding), and the stored
+    parameters are those of the finite samples alone."""
+    impl = require(backend)
+    shape = (3, 2, 2)
+    x = _data(shape, batch=6).astype("float32")
+    x[2, 1, 0, 1] = bad
+    model = fc.build(ActNorm(), shape, backend=backend)
+    ys, log_det = impl.call(model, [impl.to_native(x, "float32", "cpu")], [], False, True)
+    y, log_det = impl.to_numpy(ys[0]), impl.to_numpy(log_det)
+    assert not np.isfinite(y[2]).all()
+    finite = np.delete(x, 2, axis=0).astype(np.float64)
+    log_scale, loc = _expected(finite)
+    params = fc.get_params(model)
+    np.testing.assert_allclose(params["log_scale"], log_scale, **TOL["float32"])
+    np.testing.assert_allclose(params["loc"], loc, **TOL["float32"])
+    want = finite * np.exp(log_scale) + loc
+    np.testing.assert_allclose(np.delete(y, 2, axis=0), want, **TOL["float32"])
+    assert np.isfinite(log_det).all()  # ActNorm's log-det is the same for every sample
+
+
+def test_a_batch_with_no_finite_sample_initialises_to_the_identity():
+    _, ref = _reference((3,))
+    (y,), log_det = ref([np.full((4, 3), np.nan)])
+    assert np.isnan(y).all()
+    assert not ref.params["log_scale"].any() and not ref.params["loc"].any()
+
+
 @pytest.mark.parametrize("x64_for", _cases(pairs=True), ids=_ids, indirect=True)
 def test_saved_after_init_never_reinitialises(x64_for, tmp_path):
     pytest.importorskip("safetensors", reason="flowcore.save writes safetensors")

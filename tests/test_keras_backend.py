@@ -212,6 +212,8 @@ def _namespace_calls(rng, dtype):
     idx = np.array([2, 0, 3, 1])
     return {
         "abs": lambda xp, t: xp.abs(t(a)),
+        "all": lambda xp, t: xp.all(t(img) > -1.0, axis=(1, 2), keepdims=True),
+        "argmax": lambda xp, t: xp.argmax(t(a), axis=1),
         "argsort": lambda xp, t: xp.argsort(t(idx)),
         "asarray": lambda xp, t: xp.asarray(a),
         "astype": lambda xp, t: xp.astype(t(idx), getattr(xp, dtype)),
@@ -222,6 +224,7 @@ def _namespace_calls(rng, dtype):
         "cumulative_sum": lambda xp, t: xp.cumulative_sum(t(a), axis=-1),
         "exp": lambda xp, t: xp.exp(t(a)),
         "expm1": lambda xp, t: xp.expm1(t(a)),
+        "isfinite": lambda xp, t: xp.isfinite(t(np.where(a > 0, a, np.nan).astype(dtype))),
         "log": lambda xp, t: xp.log(xp.abs(t(a))),
         "log1p": lambda xp, t: xp.log1p(xp.abs(t(a))),
         "logaddexp": lambda xp, t: xp.logaddexp(t(a), t(b)),
@@ -529,6 +532,7 @@ def test_namespace_covers_the_standard_beyond_what_flowcore_uses(dtype):
     calls = {
         "sqrt": lambda xp, t: xp.sqrt(xp.abs(t(a))),
         "expm1": lambda xp, t: xp.expm1(t(a)),
+        "isfinite": lambda xp, t: xp.isfinite(t(np.where(a > 0, a, np.nan).astype(dtype))),
         "log1p": lambda xp, t: xp.log1p(xp.abs(t(a))),
         "sort": lambda xp, t: xp.sort(t(a), axis=1, descending=True),
         "std": lambda xp, t: xp.std(t(a), axis=0, correction=1),

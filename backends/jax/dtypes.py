@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from flowcore.errors import BackendError
+from flowcore.errors import BackendError, OptionError
 from flowcore.executor import FLOAT_DTYPES, dtype_name
 
 
@@ -15,7 +15,7 @@ def jax_dtype(dtype: object) -> jnp.dtype:
     """
     name = dtype_name(dtype)
     if name not in FLOAT_DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        raise OptionError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     if jax.dtypes.canonicalize_dtype(name) != jnp.dtype(name):
         raise BackendError(
             f"the jax backend was asked for {name} but JAX runs with 64-bit types disabled, "

@@ -19,6 +19,7 @@ from flax import nnx
 
 from flowcore.adapter import NodeModule
 from flowcore.density import Density
+from flowcore.errors import OptionError
 from flowcore.spec import Array, Draw, ParamSpec, Shape, Transform
 from flowcore.tree import Node, path_seed
 
@@ -74,7 +75,7 @@ class _JaxNode(NodeModule, nnx.Module):
 
     def _add_param(self, p: ParamSpec, value: np.ndarray | None) -> None:
         if hasattr(type(self), p.name):
-            raise ValueError(f"{self.flowcore_tree.label}: parameter name {p.name!r} clashes")
+            raise OptionError(f"{self.flowcore_tree.label}: parameter name {p.name!r} clashes")
         value = np.zeros(p.shape) if value is None else np.array(value)  # a copy
         if p.kind == "index":  # int64 with x64 enabled, else int32: either indexes the same
             array = jnp.asarray(value.astype(np.int64))

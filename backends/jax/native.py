@@ -14,6 +14,7 @@ from typing import Any
 import jax
 from flax import nnx
 
+from flowcore.errors import ArgumentError
 from flowcore.spec import NativeSubnet
 from flowcore.tree import Node, path_seed
 
@@ -37,7 +38,7 @@ def build_native(node: Node, seed: int) -> nnx.Module:
     else:
         module = constructor(c_in, c_out)
     if not isinstance(module, nnx.Module):
-        raise TypeError(
+        raise ArgumentError(
             f"{node.label}: subnet_constructor must return a flax.nnx.Module, "
             f"got {type(module).__name__}"
         )

@@ -17,7 +17,7 @@ import numpy as np
 
 from flowcore.adapter import NodeModule, as_list
 from flowcore.density import Density
-from flowcore.errors import BackendError
+from flowcore.errors import ArgumentError, BackendError
 from flowcore.serialize import spec_from_config, spec_to_config
 from flowcore.spec import Draw, NativeSubnet, ParamSpec, Shape, Transform
 from flowcore.tree import Node, build_tree, path_seed
@@ -51,7 +51,7 @@ def _native(node: Node, policy: keras.DTypePolicy) -> keras.layers.Layer:
     with _default_dtype_policy(policy):
         layer = spec.constructor(in_shape[0], out_shape[0])
         if not isinstance(layer, keras.layers.Layer):
-            raise TypeError(
+            raise ArgumentError(
                 f"{node.label}: subnet_constructor must return a keras Layer, "
                 f"got {type(layer).__name__}"
             )

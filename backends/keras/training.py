@@ -9,6 +9,7 @@ from keras import ops
 
 from flowcore.adapter import as_list
 from flowcore.density import standard_normal_log_prob
+from flowcore.errors import OptionError
 from flowcore.losses import SupervisedFactorLoss, check_pair
 
 from .namespace import XP
@@ -85,7 +86,7 @@ class DensityModel(keras.Model):
         training: bool = True,
     ) -> Array:
         if y is not None or sample_weight is not None:
-            raise ValueError(
+            raise OptionError(
                 "DensityModel: fit takes only x (or {'x': x, 'c': c}); targets and sample "
                 "weights have no meaning for a maximum-likelihood loss"
             )
@@ -148,13 +149,13 @@ class DisentanglingFlowModel(DensityModel):
         training: bool = True,
     ) -> Array:
         if y is None or sample_weight is not None:
-            raise ValueError(
+            raise OptionError(
                 "DisentanglingFlowModel: fit takes pairs and their correlations, "
                 "fit((z_a, z_b), y), with y of shape (batch, factors); sample weights are "
                 "not supported"
             )
         if not (isinstance(y_pred, (tuple, list)) and len(y_pred) == 2):
-            raise ValueError("DisentanglingFlowModel: fit needs pair data (z_a, z_b) as x")
+            raise OptionError("DisentanglingFlowModel: fit needs pair data (z_a, z_b) as x")
         (z_a, j_a), (z_b, j_b) = y_pred
         loss = self.factor_loss(XP, z_a, z_b, j_a, j_b, ops.convert_to_tensor(y))
         for extra in self.losses:

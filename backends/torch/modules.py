@@ -18,6 +18,7 @@ from torch import nn
 
 from flowcore.adapter import NodeModule
 from flowcore.density import Density
+from flowcore.errors import ArgumentError
 from flowcore.spec import Array, Draw, NativeSubnet, ParamSpec, Shape
 from flowcore.tree import Node, path_seed
 
@@ -110,7 +111,7 @@ class _TorchNode(NodeModule, nn.Module):
         assert isinstance(spec, NativeSubnet)
         module = spec.constructor(node.signature.inputs[0][0], node.signature.outputs[0][0])
         if not isinstance(module, nn.Module):
-            raise TypeError(f"{node.label}: subnet_constructor must return a torch.nn.Module")
+            raise ArgumentError(f"{node.label}: subnet_constructor must return a torch.nn.Module")
         return module.to(self._dtype)
 
     def _make_module(self, node: Node, params: Mapping[str, np.ndarray] | None) -> nn.Module:

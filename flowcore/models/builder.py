@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ..errors import ShapeError
+from ..errors import ArgumentError, ShapeError
 from ..spec import Shape, Signature, Transform
 from ..tree import Node, build_tree
 from .sequence import Inverse, SequenceINN
@@ -49,7 +49,7 @@ class SequenceBuilder:
         elif isinstance(block, Transform) and not kwargs:
             spec = block
         else:
-            raise TypeError(
+            raise ArgumentError(
                 "SequenceINN.append: expected a flowcore Transform class with its keyword "
                 f"arguments, or a Transform spec without them; got {block!r}"
             )

@@ -12,7 +12,7 @@ import graphlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..errors import ShapeError
+from ..errors import ArgumentError, ParameterError, ShapeError
 from ..spec import (
     Array,
     Child,
@@ -100,7 +100,7 @@ class GraphINN(Transform):
         nodes = list(nodes)
         if not all(isinstance(n, GraphNode) for n in nodes):
             bad = next(n for n in nodes if not isinstance(n, GraphNode))
-            raise TypeError(f"GraphINN: expected graph nodes, got {type(bad).__name__}")
+            raise ArgumentError(f"GraphINN: expected graph nodes, got {type(bad).__name__}")
         self.records, self.input_names, self.condition_names, self.output_names = _records(nodes)
         #: The nodes it was made of, and the name of each, in that order.
         self.nodes = tuple(nodes)
@@ -138,7 +138,7 @@ class GraphINN(Transform):
         try:
             return self._by_name[name]
         except KeyError:
-            raise KeyError(f"GraphINN has no node named {name!r}") from None
+            raise ParameterError(f"GraphINN has no node named {name!r}") from None
 
     def __repr__(self) -> str:
         return f"GraphINN({len(self.records)} nodes: {', '.join(self._labels.values())})"

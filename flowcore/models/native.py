@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import FlowError, ShapeError
+from ..errors import ArgumentError, FlowError, ShapeError
 from ..spec import (
     Array,
     Child,
@@ -47,7 +47,7 @@ class NativeTransform(Transform):
     def __init__(self, module: Any) -> None:
         for attr in ("dims_in", "output_dims"):
             if not hasattr(module, attr):
-                raise TypeError(
+                raise ArgumentError(
                     f"NativeTransform: {type(module).__name__} is not an invertible module "
                     f"with FrEIA's protocol (it has no {attr!r})"
                 )

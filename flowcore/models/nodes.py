@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import ShapeError
+from ..errors import ArgumentError, OptionError, ShapeError
 from ..spec import NativeSubnet, Shape, Spec, Subnet, Transform
 from ..tree import build_tree
 
@@ -46,7 +46,9 @@ def parse_connections(value: Any, where: str, what: str) -> list[Connection]:
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
         value = [value]
     if not isinstance(value, (list, tuple)):
-        raise TypeError(f"{where}: {what} must be nodes or node.outK, got {type(value).__name__}")
+        raise ArgumentError(
+            f"{where}: {what} must be nodes or node.outK, got {type(value).__name__}"
+        )
     out: list[Connection] = []
     for item in value:
         if isinstance(item, GraphNode):
@@ -57,7 +59,7 @@ def parse_connections(value: Any, where: str, what: str) -> list[Connection]:
             and isinstance(item[0], GraphNode)
             and isinstance(item[1], int)
         ):
-            raise TypeError(f"{where}: {what} must be nodes or node.outK, got {item!r}")
+            raise ArgumentError(f"{where}: {what} must be nodes or node.outK, got {item!r}")
         node, index = item
         if not 0 <= index < len(node.output_dims):
             raise ShapeError(
@@ -89,7 +91,7 @@ class GraphNode:
         name: str | None,
     ) -> None:
         if name is not None and (not isinstance(name, str) or not name or "." in name):
-            raise ValueError(f"node name must be a non-empty string without '.', got {name!r}")
+            raise OptionError(f"node name must be a non-empty string without '.', got {name!r}")
         self.name = name
         self.spec = spec
         where = self.label
@@ -97,13 +99,13 @@ class GraphNode:
         self.conditions = parse_connections(conditions, where, "conditions")
         for node, _ in self.inputs:
             if not node.invertible_outputs:
-                raise TypeError(
+                raise ArgumentError(
                     f"{where}: {node.label} gives conditions, not inputs; pass it as "
                     "conditions=..."
                 )
         for node, _ in self.conditions:
             if isinstance(node, OutputNode):
-                raise TypeError(f"{where}: an OutputNode has no outputs to condition on")
+                raise ArgumentError(f"{where}: an OutputNode has no outputs to condition on")
         self.input_dims: list[Shape] = [n.output_dims[i] for n, i in self.inputs]
         self.condition_dims: list[Shape] = [n.output_dims[i] for n, i in self.conditions]
         self.output_dims: list[Shape] = self._infer_shapes()
@@ -200,7 +202,7 @@ def _make_spec(module_type: Any, module_args: Mapping[str, Any] | None, where: s
     if isinstance(module_type, type):
         return module_type(**dict(module_args or {}))
     if module_args:
-        raise TypeError(
+        raise ArgumentError(
             f"{where}: module_args are the arguments of a class; an instance "
             f"({type(module_type).__name__}) takes none"
         )
@@ -230,7 +232,7 @@ class Node(GraphNode):
         where = f"Node {name!r}" if name else "Node"
         spec = _make_spec(module_type, module_args, where)
         if not isinstance(spec, Transform):
-            raise TypeError(
+            raise ArgumentError(
                 f"{where}: module_type must be a flowcore Transform class or spec, got "
                 f"{type(spec).__name__}"
             )
@@ -300,7 +302,7 @@ class FeedForwardNode(GraphNode):
         else:
             spec = _make_spec(module_type, module_args, where)
             if isinstance(spec, Spec) and not isinstance(spec, Subnet):
-                raise TypeError(f"{where}: module_type must be a subnet, got {spec.label}")
+                raise ArgumentError(f"{where}: module_type must be a subnet, got {spec.label}")
             if not isinstance(spec, (Subnet, NativeSubnet)):
                 spec = NativeSubnet(_GivenModule(spec))
         super().__init__(None, conditions, spec, name)

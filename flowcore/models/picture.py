@@ -16,6 +16,7 @@ import subprocess
 import warnings
 from collections.abc import Sequence
 
+from ..errors import BackendError, OptionError
 from ..spec import NativeSubnet, Shape
 from ..tree import build_tree
 from .graph import Edge, GraphINN, Record
@@ -183,7 +184,7 @@ def draw_graph(graph: GraphINN, path: str | os.PathLike[str]) -> pathlib.Path:
     target = pathlib.Path(path)
     fmt = FORMATS.get(target.suffix.lower())
     if fmt is None:
-        raise ValueError(
+        raise OptionError(
             f"draw_graph: path must end in one of {sorted(FORMATS)}, got {target.name!r}"
         )
     dot = shutil.which("dot")
@@ -203,7 +204,7 @@ def draw_graph(graph: GraphINN, path: str | os.PathLike[str]) -> pathlib.Path:
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(
+        raise BackendError(
             f"draw_graph: dot failed: {done.stderr.decode(errors='replace').strip()}"
         )
     return target

@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ShapeError
-from ..options import OptionError
+from ..errors import ArgumentError, OptionError, ShapeError
 from ..spec import (
     Array,
     Child,
@@ -38,9 +37,11 @@ class SequenceINN(Transform):
     ) -> None:
         for t in transforms:
             if not isinstance(t, Transform):
-                raise TypeError(f"SequenceINN: expected Transform specs, got {type(t).__name__}")
+                raise ArgumentError(
+                    f"SequenceINN: expected Transform specs, got {type(t).__name__}"
+                )
             if t.n_inputs != 1:
-                raise TypeError(
+                raise ArgumentError(
                     f"SequenceINN: {t.label} takes {t.n_inputs} inputs, blocks must take 1"
                 )
         if conditions is not None and not isinstance(conditions, (list, tuple)):
@@ -55,7 +56,7 @@ class SequenceINN(Transform):
                 f"SequenceINN: each block's condition is an index int >= 0 or None; got {wrong}"
             )
         if len(conds) != len(transforms):
-            raise ValueError(
+            raise OptionError(
                 f"SequenceINN: {len(transforms)} transforms but {len(conds)} condition indices"
             )
         self.transforms: tuple[Transform, ...] = tuple(transforms)
@@ -182,7 +183,7 @@ class Inverse(Transform):
 
     def __init__(self, inner: Transform) -> None:
         if not isinstance(inner, Transform):
-            raise TypeError(f"Inverse: expected a Transform spec, got {type(inner).__name__}")
+            raise ArgumentError(f"Inverse: expected a Transform spec, got {type(inner).__name__}")
         self.inner = inner
         self.n_inputs = getattr(inner, "n_outputs", inner.n_inputs)
 
@@ -242,7 +243,7 @@ class Unconditioned(Transform):
 
     def __init__(self, inner: Transform) -> None:
         if not isinstance(inner, Transform):
-            raise TypeError(
+            raise ArgumentError(
                 f"Unconditioned: expected a Transform spec, got {type(inner).__name__}"
             )
         self.inner = inner

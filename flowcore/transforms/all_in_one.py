@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from .. import initializers as init
-from ..errors import ShapeError
+from ..errors import ArgumentError, ShapeError
 from ..options import NON_NEGATIVE, POSITIVE, OptionError
 from ..spec import (
     Array,
@@ -99,13 +99,15 @@ class AllInOneBlock(SimpleTransform):
 
     def __post_init__(self) -> None:
         if self.subnet is not None and not isinstance(self.subnet, Subnet):
-            raise TypeError(
+            raise ArgumentError(
                 "AllInOneBlock: subnet= takes a portable flowcore.Subnet such as flowcore.MLP; "
                 f"got {type(self.subnet).__name__} (pass a native f(c_in, c_out) as "
                 "subnet_constructor=)"
             )
         if self.subnet_constructor is not None and not callable(self.subnet_constructor):
-            raise TypeError("AllInOneBlock: subnet_constructor must be callable f(c_in, c_out)")
+            raise ArgumentError(
+                "AllInOneBlock: subnet_constructor must be callable f(c_in, c_out)"
+            )
         super().__post_init__()
         if (self.subnet is None) == (self.subnet_constructor is None):
             raise OptionError("AllInOneBlock: give exactly one of subnet= or subnet_constructor=")

@@ -36,6 +36,7 @@ from ..options import POSITIVE, OptionError, Range
 from ..spec import Array, Child, Context, Namespace, ParamSpec, Signature, Spec, Subnet
 from . import pieces
 from .axes import AxesLayout, OnAxes, check_shape_and_axes
+from .normalization import MIN_STD, finite_statistics
 
 __all__ = [
     "ActivationNormalization",
@@ -55,8 +56,6 @@ __all__ = [
 
 #: gyoza's floor of the scale of :class:`ActivationNormalization`.
 MIN_SCALE = 1e-6
-#: The relative floor of an initialising standard deviation (as :class:`flowcore.ActNorm`).
-MIN_STD = 1e-6
 
 
 def _device(x: Array) -> Any:
@@ -394,7 +393,8 @@ class ActivationNormalization(OnAxes):
     direction, sets per entry :math:`l = \mu` and :math:`s = \sigma`, the mean and the
     Bessel-corrected standard deviation of the call's input over the batch and the swept
     positions, so that a first forward batch comes out with zero mean and unit variance per
-    entry; a :math:`\sigma \le 10^{-6}(1 + |\mu|)` gives :math:`s = 1`. As
+    entry (samples holding a NaN or inf left out); a :math:`\sigma \le 10^{-6}(1 + |\mu|)`
+    gives :math:`s = 1`. As
     :class:`flowcore.ActNorm`, the choice is an ``xp.where`` on the buffer ``initialised``
     (shape (1,), present only with ``data_init``), and the values and the flag are written
     back after the call, so a saved model never re-initialises.
@@ -416,11 +416,7 @@ class ActivationNormalization(OnAxes):
 
     def _statistics(self, xp: Namespace, z: Array) -> tuple[Array, Array]:
         """Per entry mean and standard deviation (1 where too small) of ``z`` (B, M, n)."""
-        n = xp.sum(xp.zeros_like(z) + 1.0, axis=(0, 1), keepdims=True)
-        mean = xp.mean(z, axis=(0, 1), keepdims=True)
-        centred = z - mean
-        divisor = xp.where(n > 1.0, n - 1.0, xp.zeros_like(n) + 1.0)
-        var = xp.sum(centred * centred, axis=(0, 1), keepdims=True) / divisor
+        mean, var = finite_statistics(xp, z, (0, 1))
         floor = MIN_STD * (1.0 + xp.abs(mean))
         std = xp.sqrt(xp.where(var > floor * floor, var, xp.zeros_like(var) + 1.0))
         return mean, std

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FlowError, ShapeError
+from ..errors import ArgumentError, FlowError, ShapeError
 from ..spec import Array, ConditionKind, Context, Namespace, Shape, SimpleTransform, same_kind
 
 __all__ = ["GaussianMixtureModel"]
@@ -361,7 +361,7 @@ def _generator(seed: Any) -> np.random.Generator:
         return seed
     if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
         return np.random.default_rng(None if seed is None else int(seed))
-    raise TypeError(
+    raise ArgumentError(
         f"{_NAME}.pick_mixture_component: seed must be an int, None or a "
         f"numpy.random.Generator, got {type(seed).__name__} {seed!r}"
     )

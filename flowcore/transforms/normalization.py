@@ -36,6 +36,21 @@ MIN_STD = 1e-6
 FreiaVersion = Literal["0.2", "master"]
 
 
+def finite_statistics(xp: Namespace, x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
+    r"""Mean and Bessel-corrected variance (divisor :math:`n - 1`, or 1 where :math:`n \le
+    1`) over ``axes``, which include the batch axis 0, of the samples whose values are all
+    finite: a sample holding a NaN or inf is left out, so it cannot poison the statistics of
+    the others (the NaN policy). With no finite sample both are 0."""
+    keep = xp.all(xp.isfinite(x), axis=tuple(range(1, x.ndim)), keepdims=True)
+    zeros = xp.zeros_like(x)
+    n = xp.sum(xp.where(keep, zeros + 1.0, zeros), axis=axes, keepdims=True)
+    one = xp.zeros_like(n) + 1.0
+    mean = xp.sum(xp.where(keep, x, zeros), axis=axes, keepdims=True) / xp.where(n > 0.0, n, one)
+    centred = xp.where(keep, x - mean, zeros)
+    divisor = xp.where(n > 1.0, n - 1.0, one)
+    return mean, xp.sum(centred * centred, axis=axes, keepdims=True) / divisor
+
+
 @dataclasses.dataclass(frozen=True)
 class ActNorm(SimpleTransform):
     r"""Activation normalisation (Glow's ActNorm): a per-channel affine map.
@@ -71,7 +86,9 @@ class ActNorm(SimpleTransform):
     ``initialised = 1`` are written back to the model after the call. Where
     :math:`\sigma \le 10^{-6} (1 + |\mu|)` (a constant channel, a batch of one vector:
     FrEIA gives NaN there) the channel gets :math:`s = 0`, :math:`b = -\mu` instead, so no
-    NaN or inf ever appears, and the gradients of the unused branch stay finite.
+    NaN or inf ever appears, and the gradients of the unused branch stay finite. Samples
+    holding a NaN or inf are left out of the statistics (:func:`finite_statistics`), so
+    one bad sample in the first batch does not initialise the layer to NaN.
 
     Every call computes the batch statistics (a traced program cannot skip them); once
     ``initialised`` is 1 they are discarded. In the initialising call, gradients flow through
@@ -119,13 +136,7 @@ class ActNorm(SimpleTransform):
 
     def _data_init(self, xp: Namespace, x: Array) -> tuple[Array, Array]:
         """``(log_scale, loc)`` that normalise ``x`` per channel (see the class doc)."""
-        axes = (0, *range(2, x.ndim))
-        ones = xp.zeros_like(x) + 1.0
-        n = xp.sum(ones, axis=axes, keepdims=True)  # values per channel, without the batch size
-        mean = xp.mean(x, axis=axes, keepdims=True)
-        centred = x - mean
-        divisor = xp.where(n > 1.0, n - 1.0, xp.zeros_like(n) + 1.0)
-        var = xp.sum(centred * centred, axis=axes, keepdims=True) / divisor
+        mean, var = finite_statistics(xp, x, (0, *range(2, x.ndim)))
         floor = MIN_STD * (1.0 + xp.abs(mean))
         usable = var > floor * floor
         one = xp.zeros_like(var) + 1.0

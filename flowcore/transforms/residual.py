@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 
 from .. import initializers as init
-from ..errors import ParameterError, ShapeError
+from ..errors import OptionError, ParameterError, ShapeError
 from ..namespace import numpy_namespace
 from ..options import POSITIVE, Range
 from ..spec import (
@@ -84,7 +84,7 @@ def series_truncation_bound(dim: int, lipschitz: float, terms: int) -> float:
         \le D \sum_{k > n} \frac{q^k}{k} \le \frac{D\, q^{n+1}}{(n + 1)(1 - q)}.
     """
     if not 0.0 <= lipschitz < 1.0:
-        raise ValueError(f"series_truncation_bound: lipschitz must be in [0, 1), got {lipschitz}")
+        raise OptionError(f"series_truncation_bound: lipschitz must be in [0, 1), got {lipschitz}")
     return dim * lipschitz ** (terms + 1) / ((terms + 1) * (1.0 - lipschitz))
 
 
@@ -108,7 +108,7 @@ def power_vectors(
         if w.ndim == 2:
             v = np.linalg.svd(w)[2][0]
         elif spatial is None:
-            raise ValueError(f"power_vectors: a kernel {w.shape} needs spatial=(H, W)")
+            raise OptionError(f"power_vectors: a kernel {w.shape} needs spatial=(H, W)")
         else:
             v = _conv_top_vector(w, tuple(spatial))
         vectors.append(v * np.sign(v.flat[np.argmax(np.abs(v))]))

@@ -20,7 +20,7 @@ from torch import nn
 
 import flowcore.models.nodes as core_nodes
 from flowcore.adapter import as_list
-from flowcore.errors import ShapeError
+from flowcore.errors import ArgumentError, OptionError, ShapeError
 from flowcore.executor import check_flags
 from flowcore.interop.freia import FreiaVersion, freia_blocks
 from flowcore.models import GraphINN as GraphSpec
@@ -86,16 +86,18 @@ def _build_module(
     does (``dims_c`` passed only when there are conditions)."""
     if isinstance(module_type, nn.Module):
         if kwargs:
-            raise TypeError(
+            raise ArgumentError(
                 f"{type(module_type).__name__} is already built: it takes no arguments"
             )
         return module_type
     if not callable(module_type):
-        raise TypeError(f"expected a FrEIA module class, factory or module, got {module_type!r}")
+        raise ArgumentError(
+            f"expected a FrEIA module class, factory or module, got {module_type!r}"
+        )
     extra = {"dims_c": dims_c} if dims_c else {}
     module = module_type(dims_in, **extra, **dict(kwargs or {}))
     if not isinstance(module, nn.Module):
-        raise TypeError(f"{module_type!r} built {type(module).__name__}, not a torch module")
+        raise ArgumentError(f"{module_type!r} built {type(module).__name__}, not a torch module")
     return module
 
 
@@ -127,7 +129,7 @@ def _check_built_for(module: nn.Module, node: TreeNode) -> None:
     if isinstance(module, FlowModule):
         built = module.flowcore_tree.signature
         if (built.inputs, built.conditions) != (node.signature.inputs, node.signature.conditions):
-            raise ValueError(
+            raise OptionError(
                 f"{type(module).__name__} was built for inputs {list(built.inputs)} and "
                 f"conditions {list(built.conditions)}; here they are "
                 f"{list(node.signature.inputs)} and {list(node.signature.conditions)}"
@@ -202,7 +204,7 @@ class SequenceINN(TorchSequenceINN):
     @staticmethod
     def _cond_shape(cond: int, cond_shape: Any) -> tuple[int, ...]:
         if cond_shape is None:
-            raise ValueError("SequenceINN.append: cond=... needs cond_shape=...")
+            raise OptionError("SequenceINN.append: cond=... needs cond_shape=...")
         return (cond_shape,) if isinstance(cond_shape, int) else tuple(cond_shape)
 
     def __getitem__(self, index: int | slice) -> Any:

@@ -26,7 +26,7 @@ from torch import nn
 
 import flowcore as fc
 from flowcore.adapter import as_list, outputs
-from flowcore.errors import FlowError
+from flowcore.errors import ArgumentError, FlowError
 from flowcore.executor import run_node
 from flowcore.models import Unconditioned
 from flowcore.spec import Shape, Transform
@@ -355,7 +355,7 @@ class GaussianMixtureModel(_block(fc.GaussianMixtureModel)):  # type: ignore[mis
 def _seed(seed: Any) -> int:
     if isinstance(seed, numbers.Integral):
         return int(seed)
-    raise TypeError(
+    raise ArgumentError(
         "GaussianMixtureModel: the component index i must be a tensor of indices, an int "
         f"(a seed for pick_mixture_component) or None (every component), got "
         f"{type(seed).__name__} {seed!r}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from flowcore.errors import OptionError
 from flowcore.interop.freia_blocks import VERSIONS, FreiaVersion
 
 #: The FrEIA versions the drop-in reproduces.
@@ -23,7 +24,7 @@ class use_freia:  # noqa: N801 (used as a function)
 
     def __init__(self, version: str) -> None:
         if version not in FREIA_VERSIONS:
-            raise ValueError(
+            raise OptionError(
                 f"use_freia: version must be one of {FREIA_VERSIONS}, got {version!r}"
             )
         self._previous = _current[0]
