@@ -17,6 +17,7 @@ from .api import (
 from .backend import BackendInfo, installed_backends, register
 from .density import log_prob, sample, standard_normal_log_prob
 from .errors import (
+    ArgumentError,
     BackendError,
     FileError,
     FlowError,
@@ -78,4 +79,4 @@ __all__ = [
 __all__ += transforms.__all__
 __all__ += ["FlowModel", "SupervisedFactorLoss", "disentangling_loss"]
 __all__ += ["log_prob", "sample", "standard_normal_log_prob"]
-__all__ += ["NonFiniteError", "check_finite"]
+__all__ += ["ArgumentError", "NonFiniteError", "check_finite"]
