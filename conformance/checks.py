@@ -91,10 +91,14 @@ class Subject:
             for a in arrays
         ]
 
-    def call(self, xs: Sequence[Any], rev: bool = False) -> tuple[list[Any], Any]:
-        """Run the model on native arrays (NumPy ones are converted); native results."""
+    def call(
+        self, xs: Sequence[Any], rev: bool = False, cs: Sequence[np.ndarray] | None = None
+    ) -> tuple[list[Any], Any]:
+        """Run the model on native arrays (NumPy ones are converted) and the subject's
+        conditions (or ``cs``); native results."""
         native = [x if not isinstance(x, np.ndarray) else self.native([x])[0] for x in xs]
-        return self.backend.call(self.model, native, self.native(self.cs), rev, True)
+        conditions = self.native(self.cs if cs is None else cs)
+        return self.backend.call(self.model, native, conditions, rev, True)
 
     @functools.cached_property
     def outputs(self) -> list[np.ndarray]:
@@ -243,6 +247,27 @@ def check_nonfinite(s: Subject) -> float:
     return max(devs)
 
 
+def check_batch(s: Subject) -> float:
+    """Outputs do not depend on the batch: each sample run alone (a batch of one) and the
+    batch in reverse order give that sample's outputs and log-det of the whole batch, both
+    ways."""
+    tol, devs = s.tol("port"), []
+    for rev in (False, True):
+        xs = s.inputs(rev)
+        ys, log_det = s.call(xs, rev)
+        whole = s.numpy([*ys, log_det])
+        way = "inverse" if rev else "forward"
+        order = np.arange(s.case.batch)[::-1]
+        runs = [(f"{way}, the batch reversed", order)]
+        runs += [(f"{way}, sample {i} alone", np.array([i])) for i in range(s.case.batch)]
+        for what, rows in runs:
+            ys, log_det = s.call([x[rows] for x in xs], rev, [c[rows] for c in s.cs])
+            for i, (got, want) in enumerate(zip(s.numpy([*ys, log_det]), whole, strict=True)):
+                name = "log_det" if i == len(ys) else f"output {i}"
+                devs.append(compare(f"{what}: {name}", got, want[rows], tol))
+    return max(devs)
+
+
 @dataclasses.dataclass(frozen=True)
 class Flattened(Transform):
     r"""``inner`` on one vector: :math:`v \mapsto [\mathrm{vec}(y_1), \dots, \mathrm{vec}(y_m)]`
@@ -376,6 +401,7 @@ SINGLE_CHECKS: dict[str, Callable[[Subject], float | None]] = {
     "inverse": check_inverse,
     "roundtrip": check_roundtrip,
     "nonfinite": check_nonfinite,
+    "batch": check_batch,
     "jacobian": check_jacobian,
     "gradients": check_gradients,
 }

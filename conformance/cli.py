@@ -96,7 +96,7 @@ def _by_transform(outcomes: Sequence[plan.Outcome]) -> tuple[list[str], list[lis
     a column per backend, dtype and device, over every case whose tree holds it."""
     worst: dict[tuple[str, str], float] = {}
     columns: list[str] = []
-    names = {c: _transforms(c) for c in {o.item.case for o in outcomes}}
+    names = {c: _transforms(c) for c in {o.item.case for o in outcomes} if c in cases.CASES}
     for o in outcomes:
         if o.item.check not in TRANSFORM_CHECKS or o.deviation is None:
             continue
@@ -162,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     items = [
         *plan.single_items(selection, chosen, args.dtypes, xfails),
+        *plan.absent_device_items(selection),
         *plan.pair_items(selection, chosen, args.dtypes, xfails),
     ]
     start = time.perf_counter()

@@ -29,7 +29,7 @@ ENV_CASES = "FLOWCORE_CONFORMANCE_CASES"
 #: The dtypes each case runs in: comma-separated (default both), or ``alternate``.
 ENV_DTYPES = "FLOWCORE_CONFORMANCE_DTYPES"
 DTYPES = ("float32", "float64")
-#: Devices every backend is asked about; one it lacks is reported as not run.
+#: Devices every backend is asked about; one it lacks is reported once as not run.
 KNOWN_DEVICES = ("cpu", "cuda", "tpu")
 #: The device cross-backend checks run on.
 PAIR_DEVICE = "cpu"
@@ -182,20 +182,32 @@ def case_dtypes(cases: Sequence[Case], spec: str | None) -> list[tuple[Case, tup
     return [(case, dtypes) for case in cases]
 
 
+def _devices(backend: Backend) -> tuple[list[str], list[str]]:
+    """``(present, absent)``: the devices the backend has, and the known ones it lacks."""
+    present = list(backend.devices())
+    return present, [d for d in KNOWN_DEVICES if d not in present]
+
+
 def single_items(
     selection: Selection, cases: Sequence[Case], dtypes: Sequence[str], xfails: dict[str, str]
 ) -> Iterator[Item]:
-    """Every single-backend check on every case, dtype and device (absent ones: not run)."""
+    """Every single-backend check on every case, dtype and device the backend has."""
     for name, backend in selection.loaded.items():
-        present = list(backend.devices())
-        devices = [*KNOWN_DEVICES, *(d for d in present if d not in KNOWN_DEVICES)]
         label = (selection.labels[name],)
+        present, _ = _devices(backend)
         for device, case, dtype, check in itertools.product(
-            devices, cases, dtypes, checks.SINGLE_CHECKS
+            present, cases, dtypes, checks.SINGLE_CHECKS
         ):
-            reason = None if device in present else f"no {device} device for {label[0]} here"
-            item = Item(check, (name,), label, case.name, dtype, device, reason)
-            yield _with_xfail(item, xfails)
+            yield _with_xfail(Item(check, (name,), label, case.name, dtype, device), xfails)
+
+
+def absent_device_items(selection: Selection) -> Iterator[Item]:
+    """One not-run item per backend and known device it lacks (not one per check)."""
+    for name, backend in selection.loaded.items():
+        label = selection.labels[name]
+        for device in _devices(backend)[1]:
+            reason = f"no {device} device for {label} here"
+            yield Item("all", (name,), (label,), "all", "all", device, reason)
 
 
 def pair_items(

@@ -1,8 +1,8 @@
 """The conformance suite under pytest, one test per check, case, dtype and device.
 
 Backends: ``$FLOWCORE_TEST_BACKENDS`` (comma-separated), default every installed one; a
-requested backend that is not installed, and a device a backend lacks, are skipped with the
-reason (not run, never passed). Keras runs on the process' ``KERAS_BACKEND``, named in the
+requested backend that is not installed, and a device a backend lacks (once per backend and
+device), are skipped with the reason (not run, never passed). Keras runs on the process' ``KERAS_BACKEND``, named in the
 ids (``keras.tensorflow``). Cases: ``$FLOWCORE_CONFORMANCE_CASES`` (a name pattern, ``all``
 or ``representative``), default all; dtypes: ``$FLOWCORE_CONFORMANCE_DTYPES``
 (comma-separated, or ``alternate``: one per case in turn), default both. Known divergences
@@ -21,6 +21,7 @@ XFAILS = plan.load_xfails()
 CASES = cases.select(os.environ.get(plan.ENV_CASES))
 PLAN = plan.case_dtypes(CASES, os.environ.get(plan.ENV_DTYPES))
 SINGLE = [i for c, d in PLAN for i in plan.single_items(SELECTION, [c], d, XFAILS)]
+SINGLE += plan.absent_device_items(SELECTION)  # one skip per device a backend lacks
 PAIRS = (
     [i for c, d in PLAN for i in plan.pair_items(SELECTION, [c], d, XFAILS)]
     if len(SELECTION.loaded) >= 2

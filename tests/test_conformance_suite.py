@@ -79,7 +79,7 @@ def test_the_report_has_a_row_per_transform_of_the_cases(capsys):
 def test_a_wrong_log_det_fails_the_checks_that_see_it(capsys):
     outcomes = _outcomes("wrong_log_det")
     assert outcomes["failed"] == {"forward", "roundtrip", "jacobian"}
-    assert outcomes["passed"] == {"init", "shapes", "inverse", "gradients", "nonfinite"}
+    assert outcomes["passed"] == {"init", "shapes", "inverse", "gradients", "nonfinite", "batch"}
     assert cli.main(["--backends", "wrong_log_det", "--cases", "aio_vec_default"]) == 1
     assert (
         "forward-wrong_log_det-aio_vec_default-float64-cpu: forward log_det"
@@ -113,3 +113,18 @@ def test_xfails_are_strict():
     outcome = plan.run_item(by_check["inverse"])  # it passes, so its entry is stale
     assert outcome.status == "failed"
     assert outcome.message == "passed but listed as xfail: known to be off"
+
+
+def test_a_missing_device_is_one_not_run_item_per_backend_and_device():
+    """Not one skip per check, case and dtype (torch has no tpu; a CPU build no cuda)."""
+    selection = plan.select_backends(["third_party"])
+    present = list(third_party.devices())
+    lacking = [d for d in plan.KNOWN_DEVICES if d not in present]
+    assert "tpu" in lacking
+    absent = list(plan.absent_device_items(selection))
+    assert [(i.device, i.not_run) for i in absent] == [
+        (d, f"no {d} device for third_party here") for d in lacking
+    ]
+    items = plan.single_items(selection, cases.select("aio_vec"), list(plan.DTYPES), {})
+    assert {i.device for i in items} == set(present)
+    assert {plan.run_item(i).status for i in absent} == {"not run"}
