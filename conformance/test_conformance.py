@@ -2,11 +2,11 @@
 
 Backends: ``$FLOWCORE_TEST_BACKENDS`` (comma-separated), default every installed one; a
 requested backend that is not installed, and a device a backend lacks (once per backend and
-device), are skipped with the reason (not run, never passed). Keras runs on the process' ``KERAS_BACKEND``, named in the
-ids (``keras.tensorflow``). Cases: ``$FLOWCORE_CONFORMANCE_CASES`` (a name pattern, ``all``
-or ``representative``), default all; dtypes: ``$FLOWCORE_CONFORMANCE_DTYPES``
-(comma-separated, or ``alternate``: one per case in turn), default both. Known divergences
-are strict xfails listed in ``xfails.txt``.
+device), are skipped with the reason (not run, never passed). Keras runs on the process'
+``KERAS_BACKEND``, named in the ids (``keras.tensorflow``). Cases:
+``$FLOWCORE_CONFORMANCE_CASES`` (a name pattern, ``all`` or ``representative``), default
+all; dtypes: ``$FLOWCORE_CONFORMANCE_DTYPES`` (comma-separated, or ``alternate``: one per
+case in turn), default both. Known divergences are strict xfails listed in ``xfails.txt``.
 """
 
 from __future__ import annotations
