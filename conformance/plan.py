@@ -182,10 +182,12 @@ def case_dtypes(cases: Sequence[Case], spec: str | None) -> list[tuple[Case, tup
     return [(case, dtypes) for case in cases]
 
 
-def _devices(backend: Backend) -> tuple[list[str], list[str]]:
-    """``(present, absent)``: the devices the backend has, and the known ones it lacks."""
+def _devices(
+    backend: Backend, known: Sequence[str] = KNOWN_DEVICES
+) -> tuple[list[str], list[str]]:
+    """``(present, absent)``: the devices the backend has, and those of ``known`` it lacks."""
     present = list(backend.devices())
-    return present, [d for d in KNOWN_DEVICES if d not in present]
+    return present, [d for d in known if d not in present]
 
 
 def single_items(
@@ -201,11 +203,13 @@ def single_items(
             yield _with_xfail(Item(check, (name,), label, case.name, dtype, device), xfails)
 
 
-def absent_device_items(selection: Selection) -> Iterator[Item]:
-    """One not-run item per backend and known device it lacks (not one per check)."""
+def absent_device_items(
+    selection: Selection, devices: Sequence[str] = KNOWN_DEVICES
+) -> Iterator[Item]:
+    """One not-run item per backend and device of ``devices`` it lacks (not one per check)."""
     for name, backend in selection.loaded.items():
         label = selection.labels[name]
-        for device in _devices(backend)[1]:
+        for device in _devices(backend, devices)[1]:
             reason = f"no {device} device for {label} here"
             yield Item("all", (name,), (label,), "all", "all", device, reason)
 

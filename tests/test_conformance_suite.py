@@ -3,6 +3,7 @@ that computes a wrong log-det fails exactly the checks that should catch it."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import types
@@ -71,9 +72,27 @@ def test_the_report_has_a_row_per_transform_of_the_cases(capsys):
     assert cli.main(["--backends", "third_party", "--cases", "sequence_vec_conditions"]) == 0
     out = capsys.readouterr().out
     table = out[out.index("per transform") :]
-    # the sequence's blocks get the row, not the container; one column per dtype and device
-    assert re.search(r"AllInOneBlock +\d\.\de-\d\d +\d\.\de-\d\d", table)
+    # the sequence's blocks get the row, not the container; a column per check
+    assert re.search(r"transform +init +shapes +forward +inverse +roundtrip", table)
+    assert re.search(r"AllInOneBlock +ok 0e\+00 +ok +ok \de-\d\d +ok \de-\d\d", table)
     assert "SequenceINN " not in table
+
+
+def test_the_command_filters_and_writes_json_and_markdown(tmp_path, capsys):
+    args = ["--backend", "third_party", "--dtype", "float64", "--device", "cpu,tpu"]
+    args += ["--check", "forward,batch", "--cases", "aio_vec_default"]
+    args += ["--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")]
+    assert cli.main(args) == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    ran = {(o["check"], o["device"], o["status"]) for o in data["outcomes"]}
+    assert ran == {("forward", "cpu", "passed"), ("batch", "cpu", "passed"),
+                   ("all", "tpu", "not run")}  # fmt: skip
+    assert data["counts"] == {"passed": 2, "failed": 0, "xfailed": 0, "not run": 1}
+    assert data["command"].startswith("flowcore conformance --backend third_party")
+    page = (tmp_path / "r.md").read_text()
+    assert page.startswith("# Conformance report\n")
+    assert "| AllInOneBlock | ok " in page and "- 1  no tpu device for third_party here" in page
+    assert "3 checks (2 passed, 0 failed, 0 xfailed, 1 not run)" in capsys.readouterr().out
 
 
 def test_a_wrong_log_det_fails_the_checks_that_see_it(capsys):
