@@ -268,6 +268,26 @@ def check_batch(s: Subject) -> float:
     return max(devs)
 
 
+def check_compiled(s: Subject) -> float:
+    """Eager and compiled calls agree, both ways (:meth:`Backend.compiled`: torch.compile
+    with ``fullgraph=True``, so a graph break fails; ``nnx.jit``; Keras' compiler on its
+    backend)."""
+    hook = getattr(s.backend, "compiled", None)
+    if hook is None:
+        raise NotRun(f"backend {s.backend.name!r} has no compiled() hook")
+    run, tol, devs = hook(s.model), s.tol("port"), []
+    for rev in (False, True):
+        xs = s.native(s.inputs(rev))
+        eager = s.call(xs, rev)
+        ys, log_det = run(xs, s.native(s.cs), rev, True)
+        way = "inverse" if rev else "forward"
+        got, want = s.numpy([*ys, log_det]), s.numpy([*eager[0], eager[1]])
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            name = "log_det" if i == len(ys) else f"output {i}"
+            devs.append(compare(f"{way} compiled vs eager: {name}", g, w, tol))
+    return max(devs)
+
+
 @dataclasses.dataclass(frozen=True)
 class Flattened(Transform):
     r"""``inner`` on one vector: :math:`v \mapsto [\mathrm{vec}(y_1), \dots, \mathrm{vec}(y_m)]`
@@ -394,6 +414,10 @@ def check_gradients(s: Subject, directions: int = 3, step: float = 1e-5) -> floa
     return compare("directional derivatives vs finite differences", got, want, s.tol("gradients"))
 
 
+#: Checks that run on a slice only (:func:`flowcore.conformance.plan.single_items`): each
+#: transform once, in one dtype, float32 and float64 in turn (compiling costs seconds).
+SLICED_CHECKS = ("compiled",)
+
 SINGLE_CHECKS: dict[str, Callable[[Subject], float | None]] = {
     "init": check_init,
     "shapes": check_shapes,
@@ -402,6 +426,7 @@ SINGLE_CHECKS: dict[str, Callable[[Subject], float | None]] = {
     "roundtrip": check_roundtrip,
     "nonfinite": check_nonfinite,
     "batch": check_batch,
+    "compiled": check_compiled,
     "jacobian": check_jacobian,
     "gradients": check_gradients,
 }

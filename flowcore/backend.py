@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -90,6 +90,12 @@ class Backend(Protocol):
     ) -> dict[str, np.ndarray]:
         """Gradients of ``sum(z**2)/2 - sum(log_det)`` w.r.t. every trainable canonical
         parameter, by the framework's autodiff."""
+
+    def compiled(self, module: Any) -> Callable[..., tuple[list[Any], Any]]:
+        """``call`` under the framework's compiler, as ``f(xs, cs, rev, jac)``: torch's
+        ``torch.compile(fullgraph=True)`` (a graph break is an error), ``jax.jit``, or what
+        Keras compiles with on its backend. Optional: the suite's ``compiled`` check is not
+        run for a backend without it."""
 
 
 def _entry_points() -> dict[str, BackendInfo]:

@@ -19,7 +19,6 @@ synchronisation, so it is a debugging mode, off by default.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -28,23 +27,27 @@ from .spec import Array, Namespace
 
 __all__ = ["check_finite", "checking_finite"]
 
-_CHECKING: contextvars.ContextVar[bool] = contextvars.ContextVar("check_finite", default=False)
+#: Whether calls are checked: a plain module global (process-wide), which torch.compile
+#: traces as a guarded constant (a ContextVar would break its graph).
+_checking = False
 
 
 @contextlib.contextmanager
 def check_finite(enabled: bool = True) -> Iterator[None]:
-    """Within the block, every flowcore call checks each of its blocks for NaN and inf
-    (see the module doc); ``check_finite(False)`` turns the checks off again inside."""
-    token = _CHECKING.set(bool(enabled))
+    """Within the block, every flowcore call (in any thread) checks each of its blocks for
+    NaN and inf (see the module doc); ``check_finite(False)`` turns the checks off again
+    inside."""
+    global _checking
+    previous, _checking = _checking, bool(enabled)
     try:
         yield
     finally:
-        _CHECKING.reset(token)
+        _checking = previous
 
 
 def checking_finite() -> bool:
-    """Whether calls in this context are checked (:func:`check_finite`)."""
-    return _CHECKING.get()
+    """Whether calls are checked now (:func:`check_finite`)."""
+    return _checking
 
 
 def _value(node_label: str, x: Any) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -109,6 +109,16 @@ class JaxBackend:
         self, module: Any, xs: Sequence[Any], cs: Sequence[Any], rev: bool, jac: bool
     ) -> tuple[list[Any], Any]:
         return module.run(list(xs), list(cs), rev, jac)
+
+    def compiled(self, module: Any) -> Callable[..., tuple[list[Any], Any]]:
+        """``module.run`` under ``nnx.jit`` (the module's state and keys handled by NNX),
+        ``rev`` and ``jac`` static."""
+
+        @nnx.jit(static_argnums=(3, 4))
+        def run(m: Any, xs: list[Any], cs: list[Any], rev: bool, jac: bool) -> Any:
+            return m.run(xs, cs, rev, jac)
+
+        return lambda xs, cs, rev, jac: run(module, list(xs), list(cs), rev, jac)
 
     def jacobian(self, module: Any, x: Any, cs: Sequence[Any]) -> np.ndarray:
         apply, params = functional(module)

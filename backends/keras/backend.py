@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -68,6 +68,18 @@ class KerasBackend:
     ) -> tuple[list[Any], Any]:
         zs, log_det = module(list(xs), list(cs), rev=rev, jac=jac)
         return list(zs), log_det
+
+    def compiled(self, module: Any) -> Callable[..., tuple[list[Any], Any]]:
+        """The layer's call compiled as Keras' ``jit_compile`` compiles on its backend
+        (:func:`frameworks.compile_layer_call`), once per ``(rev, jac)``."""
+        cache: dict[tuple[bool, bool], Callable[..., Any]] = {}
+
+        def call(xs: Sequence[Any], cs: Sequence[Any], rev: bool, jac: bool) -> Any:
+            if (rev, jac) not in cache:
+                cache[(rev, jac)] = frameworks.compile_layer_call(module, rev, jac)
+            return cache[(rev, jac)](list(xs), list(cs))
+
+        return call
 
     def jacobian(self, module: Any, x: Any, cs: Sequence[Any]) -> np.ndarray:
         def flat(v: Any, cs_: list[Any]) -> Any:

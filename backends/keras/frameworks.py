@@ -157,3 +157,42 @@ def gradients(variables: Sequence[keras.Variable], loss: Callable[[], Array]) ->
     else:
         raise NotImplementedError(f"no autodiff for the Keras backend {backend!r}")
     return [to_numpy(g) for g in grads]
+
+
+def compile_layer_call(layer: Any, rev: bool, jac: bool) -> Callable[..., Any]:
+    """``layer(xs, cs, rev=rev, jac=jac)`` compiled as Keras' ``jit_compile=True`` compiles
+    a step on each backend: ``tf.function(jit_compile=True)`` (XLA); ``jax.jit`` of the
+    layer's ``stateless_call``, its state updates written back after the call (so nothing
+    traced leaks into the variables); ``torch.compile(fullgraph=True)``, dynamo's caches
+    reset first (every flowcore layer runs one code object)."""
+
+    def call(xs: list[Any], cs: list[Any]) -> Any:
+        ys, log_det = layer(xs, cs, rev=rev, jac=jac)
+        return list(ys), log_det
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(call, jit_compile=True)
+    if backend == "torch":
+        import torch
+
+        torch._dynamo.reset()
+        return torch.compile(call, fullgraph=True)
+    import jax
+
+    @jax.jit
+    def pure(trainable: list[Any], state: list[Any], xs: list[Any], cs: list[Any]) -> Any:
+        (ys, log_det), state = layer.stateless_call(trainable, state, xs, cs, rev=rev, jac=jac)
+        return list(ys), log_det, state
+
+    def stateful(xs: list[Any], cs: list[Any]) -> Any:
+        trainable = [v.value for v in layer.trainable_variables]
+        state = [v.value for v in layer.non_trainable_variables]
+        ys, log_det, state = pure(trainable, state, xs, cs)
+        for variable, value in zip(layer.non_trainable_variables, state, strict=True):
+            variable.assign(value)
+        return ys, log_det
+
+    return stateful

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,14 @@ class TorchBackend:
         self, module: Any, xs: Sequence[Any], cs: Sequence[Any], rev: bool, jac: bool
     ) -> tuple[list[Any], Any]:
         return module.run(list(xs), list(cs), rev, jac)
+
+    def compiled(self, module: Any) -> Callable[..., tuple[list[Any], Any]]:
+        """``module.run`` under ``torch.compile(fullgraph=True)``: a graph break raises.
+        Every flowcore module runs one code object, so past dynamo's recompile limit a new
+        module would silently run eagerly: dynamo's caches are reset first."""
+        torch._dynamo.reset()
+        run = torch.compile(module.run, fullgraph=True)
+        return lambda xs, cs, rev, jac: run(list(xs), list(cs), rev, jac)
 
     def jacobian(self, module: Any, x: Any, cs: Sequence[Any]) -> np.ndarray:
         batch, size = x.shape[0], int(np.prod(tuple(x.shape[1:])))

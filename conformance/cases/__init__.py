@@ -119,6 +119,20 @@ def representative(candidates: list[Case]) -> list[Case]:
     return chosen
 
 
+def each_transform_once(candidates: list[Case]) -> list[Case]:
+    """In registration order, each case that holds a transform class the ones before it
+    lack: every transform once, conditioned or not (a smaller slice than
+    :func:`representative`)."""
+    covered: set[type[Transform]] = set()
+    chosen = []
+    for case in candidates:
+        kinds = transforms_in(case)
+        if not kinds <= covered:
+            chosen.append(case)
+            covered |= kinds
+    return chosen
+
+
 def transforms_in(case: Case) -> set[type[Transform]]:
     """The transform classes a case's tree is made of."""
     return {type(n.spec) for n in case.tree().walk() if isinstance(n.spec, Transform)}

@@ -218,7 +218,7 @@ class _Haar(SimpleTransform):
     def _log_det(self, ctx: Context, x: Array, sign: float) -> float:
         if not ctx.jac:
             return 0.0
-        numel = math.prod(int(d) for d in x.shape[1:])
+        numel = math.prod([int(d) for d in x.shape[1:]])  # a list: torch.compile traces it
         return sign * numel * math.log(abs(self.rebalance))
 
 
