@@ -493,11 +493,40 @@ def check_gradients_agree(a: Subject, b: Subject) -> float:
     return max(compare(f"gradient of {k}", grads_b[k], grads_a[k], tol) for k in sorted(grads_a))
 
 
+def check_state(a: Subject, b: Subject) -> float:
+    """State updated by a call (ActNorm's data initialisation, a power iteration) agrees:
+    the case's parameters before ``prepare``, one forward call in each backend, the same
+    state afterwards in both and in the float64 reference."""
+    params = a.case.perturbed(a.tree)
+    reference = fc.Reference(a.tree, params)
+    reference(a.xs, a.cs)
+    specs = a.tree.param_specs()
+    changed = [
+        k
+        for k in params
+        if specs[k].kind == "float" and not np.array_equal(reference.params[k], params[k])
+    ]
+    if not changed:
+        raise NotRun("a call of this case updates no state")
+    after = []
+    for s in (a, b):
+        model = s.backend.move(s.backend.build(s.tree, params, s.dtype, None), s.dtype, s.device)
+        s.backend.call(model, s.native(s.xs), s.native(s.cs), False, True)
+        after.append(fc.get_params(model))
+    tol = a.tol("port")
+    devs = [compare(f"{k}: {b.backend.name} vs {a.backend.name}", after[1][k], after[0][k], tol)
+            for k in changed]  # fmt: skip
+    devs += [compare(f"{k}: {a.backend.name} vs the reference", after[0][k],
+                     reference.params[k], a.tol("reference")) for k in changed]  # fmt: skip
+    return max(devs)
+
+
 PAIR_CHECKS: dict[str, Callable[[Subject, Subject], float | None]] = {
     "seed": check_seed,
     "port": check_port,
     "save_load": check_save_load,
     "gradients_agree": check_gradients_agree,
+    "state": check_state,
 }
 #: Pair checks that compare the two directions separately (the others are symmetric).
 ORDERED_PAIR_CHECKS = ("port", "save_load")

@@ -50,13 +50,19 @@ class Case:
     def tree(self) -> Node:
         return build_tree(self.make(), self.inputs, self.conditions)
 
-    def params(self, tree: Node) -> dict[str, np.ndarray]:
-        """The seed's initial parameters with every trainable float one perturbed."""
+    def perturbed(self, tree: Node) -> dict[str, np.ndarray]:
+        """The seed's initial parameters with every trainable float one perturbed (state
+        such as ActNorm's flag as initialised: unset)."""
         params = initial_params(tree, self.seed)
         rng = np.random.default_rng([self.seed, 1])
         for name, spec in tree.param_specs().items():
             if spec.trainable:
                 params[name] = params[name] + PERTURBATION * rng.standard_normal(spec.shape)
+        return params
+
+    def params(self, tree: Node) -> dict[str, np.ndarray]:
+        """:meth:`perturbed`, then :attr:`prepare`: the parameters the checks run with."""
+        params = self.perturbed(tree)
         return self.prepare(params) if self.prepare is not None else params
 
     def data(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
