@@ -32,7 +32,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--backends", "--backend",
         help=f"comma-separated (default: ${plan.ENV_BACKENDS}, else all installed)",
     )  # fmt: skip
-    parser.add_argument("--dtypes", "--dtype", default=",".join(plan.DTYPES))
+    parser.add_argument(
+        "--dtypes", "--dtype", default=",".join(plan.DTYPES),
+        help="comma-separated, or 'alternate': each case in one, float32 and float64 in turn",
+    )  # fmt: skip
     parser.add_argument(
         "--devices", "--device",
         help=f"comma-separated (default: every device, known ones {list(plan.KNOWN_DEVICES)} "
@@ -56,9 +59,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("-v", "--verbose", action="store_true", help="print every outcome")
     args = parser.parse_args(argv)
     args.dtypes = _names(args.dtypes) or list(plan.DTYPES)
-    unknown = sorted(set(args.dtypes) - set(plan.DTYPES))
+    unknown = sorted(set(args.dtypes) - {*plan.DTYPES, "alternate"})
     if unknown:
-        parser.error(f"unknown dtypes {unknown}; choose from {list(plan.DTYPES)}")
+        parser.error(f"unknown dtypes {unknown}; choose from {[*plan.DTYPES, 'alternate']}")
     args.checks = _names(args.checks)
     known = {*checks.SINGLE_CHECKS, *checks.PAIR_CHECKS}
     if args.checks and not set(args.checks) <= known:
@@ -71,12 +74,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _items(args: argparse.Namespace, selection: plan.Selection) -> list[plan.Item]:
     xfails = plan.load_xfails(args.xfails)
-    chosen = cases.select(args.cases)
+    planned = plan.case_dtypes(cases.select(args.cases), ",".join(args.dtypes))
     items = [
-        *plan.single_items(selection, chosen, args.dtypes, xfails),
-        *plan.absent_device_items(selection, args.devices or plan.KNOWN_DEVICES),
-        *plan.pair_items(selection, chosen, args.dtypes, xfails),
+        i for case, dtypes in planned for i in plan.single_items(selection, [case], dtypes, xfails)
     ]
+    items += plan.absent_device_items(selection, args.devices or plan.KNOWN_DEVICES)
+    if len(selection.loaded) < 2:
+        items += plan.pair_items(selection, [], plan.DTYPES, xfails)  # one not-run each
+    else:
+        items += [
+            i
+            for case, dtypes in planned
+            for i in plan.pair_items(selection, [case], dtypes, xfails)
+        ]
     if args.devices:
         items = [i for i in items if i.device in args.devices]
     if args.checks:
