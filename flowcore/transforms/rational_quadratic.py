@@ -19,7 +19,9 @@ A rational-quadratic spline (Gregory and Delbourgo 1982; Durkan et al. 2019) on 
                          {(s_k + (d_{k+1} + d_k - 2 s_k)\,\theta(1-\theta))^2},
 
 and the inverse solves the quadratic for :math:`\theta` with the stable root
-:math:`\theta = 2c / (-b - \sqrt{b^2 - 4ac})`.
+:math:`\theta = 2c / (-b - \sqrt{b^2 - 4ac})`. Both ways :math:`\theta` is clamped into
+[0, 1], which rounding can leave next to a knot of tiny derivative (a negative numerator
+and a NaN log-det otherwise).
 
 No NaN or inf for inputs far outside the spline's domain, neither in the values, the
 log-dets nor the gradients: an input is clipped into the domain before the spline arithmetic
@@ -90,6 +92,13 @@ def _gather(xp: Namespace, onehot: Array, values: Array) -> Array:
     return xp.sum(xp.where(onehot, values, xp.zeros_like(values)), axis=-1)
 
 
+def _unit(xp: Namespace, t: Array) -> Array:
+    """``t`` clamped into [0, 1] with ``where``, so that the derivative is 1 on the bounds
+    themselves (``clip``'s is 1/2 there in JAX)."""
+    zero = xp.zeros_like(t)
+    return xp.where(t > 1.0, zero + 1.0, xp.where(t < 0.0, zero, t))
+
+
 def _rq_inside(
     xp: Namespace,
     x: Array,
@@ -116,12 +125,14 @@ def _rq_inside(
         a = dy * curvature + h * (s - dk)
         b = h * dk - dy * curvature
         c = -s * dy
-        theta = (2.0 * c) / (-b - xp.sqrt(b * b - 4.0 * a * c))
+        # in [0, 1] but for rounding, which near a knot of tiny derivative would make the
+        # numerator below negative (NaN log-det): clipped back
+        theta = _unit(xp, (2.0 * c) / (-b - xp.sqrt(b * b - 4.0 * a * c)))
         t1 = theta * (1.0 - theta)
         denominator = s + curvature * t1
         out = theta * w + xk
     else:
-        theta = (x - xk) / w
+        theta = _unit(xp, (x - xk) / w)  # rounding, as in the inverse
         t1 = theta * (1.0 - theta)
         denominator = s + curvature * t1
         out = yk + h * (s * theta * theta + dk * t1) / denominator
