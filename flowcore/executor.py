@@ -79,9 +79,8 @@ def _check_arrays(
             )
         if kind == "any":
             continue
-        key = (type(dtype), dtype)
-        seen = _KIND_KEYS[kind]
-        if key not in seen:
+        seen = _KIND_KEYS[kind].setdefault(type(dtype), set())
+        if dtype not in seen:
             name = dtype_name(dtype)
             allowed = FLOAT_DTYPES if kind == "float" else INDEX_DTYPES
             if name not in allowed:
@@ -91,11 +90,14 @@ def _check_arrays(
                     else "an integer index (int32 or int64)"
                 )
                 raise ShapeError(f"{node.label}: {what} {i} should be {want}, got {name}")
-            seen.add(key)
+            seen.add(dtype)
 
 
-#: The dtypes seen to be of each kind, by (type, dtype): one set lookup per array.
-_KIND_KEYS: dict[str, set[tuple[type, Any]]] = {"float": set(), "index": set()}
+#: The dtypes seen to be of each kind, a set per dtype class: one set lookup per array.
+#: Per class, because dtypes of different libraries may compare equal, and because
+#: torch.compile cannot trace the hash of NumPy's dtypes (a set holding them, hashed while
+#: checking a torch tensor, would break the graph).
+_KIND_KEYS: dict[str, dict[type, set[Any]]] = {"float": {}, "index": {}}
 
 
 def check_call(

@@ -187,3 +187,14 @@ def test_failed_append_leaves_the_sequence_unchanged():
     seq.append(fc.AllInOneBlock, subnet=fc.MLP(hidden=(8,)))
     z, log_det = seq(torch.randn(3, 4))
     assert z.shape == (3, 4) and log_det.shape == (3,)
+
+
+def test_fullgraph_compile_after_the_numpy_reference_has_no_graph_break():
+    """The input check's dtype cache once held NumPy dtypes beside torch's, and hashing
+    them while checking a torch tensor broke torch.compile's graph."""
+    tree = fc.build_tree(_spec(), [(5,)], [(3,)])
+    fc.Reference(tree, fc.initial_params(tree, 0))([np.ones((2, 5))], [np.ones((2, 3))])
+    flow = fc.build(_spec(), (5,), [(3,)], backend="torch", seed=0, dtype="float64")
+    x, c = _inputs()
+    run = fc.get_backend("torch").compiled(flow)  # fullgraph=True: a break raises
+    torch.testing.assert_close(run([x], [c], False, True)[0][0], flow(x, c)[0], rtol=0, atol=1e-13)
