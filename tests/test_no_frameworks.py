@@ -67,7 +67,9 @@ def test_import_flowcore_imports_no_framework_and_computes_with_numpy():
     )
     result = json.loads(out)
     assert result["loaded"] == []
-    assert result["installed"] == []
+    # none of the built-in backends (a third party's, such as examples/third_party_backend's
+    # array-api-strict one, may be)
+    assert set(result["installed"]).isdisjoint({"torch", "jax", "keras"})
     assert result["shape"] == [2, 3] and result["log_det"] == [2]
     assert "needs ['torch'], which is not installed" in result["error"]
 
