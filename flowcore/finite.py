@@ -70,14 +70,18 @@ def bad_samples(xp: Namespace, node_label: str, a: Array) -> tuple[int, int]:
     return count, (_value(node_label, xp.argmax(bad)) if count else -1)
 
 
-def _first_bad(
-    xp: Namespace, label: str, named: Sequence[tuple[str, Array]]
-) -> tuple[str, int, int, int] | None:
+def _raise_first_bad(
+    xp: Namespace, label: str, named: Sequence[tuple[str, Array]], message: str
+) -> None:
+    """Raise :class:`NonFiniteError` for the first of ``named`` holding a NaN or inf, with
+    ``message`` formatted with the block's ``label`` (braces in it kept) and the array's
+    ``name``, ``count``, ``batch`` and ``first`` sample."""
+    message = message.replace("{label}", label.replace("{", "{{").replace("}", "}}"))
     for name, a in named:
         count, first = bad_samples(xp, label, a)
         if count:
-            return name, count, first, int(a.shape[0])
-    return None
+            batch = int(a.shape[0])
+            raise NonFiniteError(message.format(name=name, count=count, batch=batch, first=first))
 
 
 def check_inputs(
@@ -88,14 +92,11 @@ def check_inputs(
     what = "output" if way == "inverse" else "input"
     named = [(f"{what} {i}", x) for i, x in enumerate(xs)]
     named += [(f"condition {i}", c) for i, c in enumerate(cs)]
-    found = _first_bad(xp, label, named)
-    if found is not None:
-        name, count, first, batch = found
-        raise NonFiniteError(
-            f"check_finite: {label} ({way}) was given non-finite values, before it ran: "
-            f"{name} holds NaN or inf in {count} of {batch} samples (first: sample {first}). "
-            "Check the data (and conditions) passed in"
-        )
+    _raise_first_bad(xp, label, named, (
+        f"check_finite: {{label}} ({way}) was given non-finite values, before it ran: "
+        "{name} holds NaN or inf in {count} of {batch} samples (first: sample {first}). "
+        "Check the data (and conditions) passed in"
+    ))  # fmt: skip
 
 
 def check_outputs(
@@ -105,13 +106,10 @@ def check_outputs(
     named = [(f"output {i}", y) for i, y in enumerate(ys)]
     if log_det is not None:
         named.append(("log_det", log_det))
-    found = _first_bad(xp, label, named)
-    if found is not None:
-        name, count, first, batch = found
-        raise NonFiniteError(
-            f"check_finite: {label} ({way}) produced NaN or inf from finite inputs: its "
-            f"{name} in {count} of {batch} samples (first: sample {first}). Typical causes: "
-            "an exp overflowing (clamp the coupling's scale, lower the learning rate), "
-            "inputs far outside the range the flow was trained on, or float32 in a deep "
-            "flow (see the guide's Numerics section)"
-        )
+    _raise_first_bad(xp, label, named, (
+        f"check_finite: {{label}} ({way}) produced NaN or inf from finite inputs: its "
+        "{name} in {count} of {batch} samples (first: sample {first}). Typical causes: "
+        "an exp overflowing (clamp the coupling's scale, lower the learning rate), "
+        "inputs far outside the range the flow was trained on, or float32 in a deep "
+        "flow (see the guide's Numerics section)"
+    ))  # fmt: skip
