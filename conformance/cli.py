@@ -73,25 +73,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _items(args: argparse.Namespace, selection: plan.Selection) -> list[plan.Item]:
-    xfails = plan.load_xfails(args.xfails)
-    planned = plan.case_dtypes(cases.select(args.cases), ",".join(args.dtypes))
-    items = [
-        i for case, dtypes in planned for i in plan.single_items(selection, [case], dtypes, xfails)
-    ]
-    items += plan.absent_device_items(selection, args.devices or plan.KNOWN_DEVICES)
-    if len(selection.loaded) < 2:
-        items += plan.pair_items(selection, [], plan.DTYPES, xfails)  # one not-run each
-    else:
-        items += [
-            i
-            for case, dtypes in planned
-            for i in plan.pair_items(selection, [case], dtypes, xfails)
-        ]
-    if args.devices:
-        items = [i for i in items if i.device in args.devices]
-    if args.checks:
-        items = [i for i in items if i.check in args.checks or i.check == "all"]
-    return items
+    return plan.items(
+        selection,
+        cases.select(args.cases),
+        ",".join(args.dtypes),
+        plan.load_xfails(args.xfails),
+        args.devices,
+        args.checks,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -259,6 +259,39 @@ def pair_items(
             )
 
 
+Kind = Literal["single", "pair"]
+
+
+def items(
+    selection: Selection,
+    cases: Sequence[Case],
+    dtypes: str | None,
+    xfails: dict[str, str],
+    devices: Sequence[str] | None = None,
+    check_names: Sequence[str] | None = None,
+    kinds: Sequence[Kind] = ("single", "pair"),
+) -> list[Item]:
+    """Everything a run asks for, in order: the single-backend checks case by case, one
+    not-run item per device a backend lacks, then the cross-backend checks (one not-run each
+    with fewer than two backends). ``dtypes`` as :func:`case_dtypes` reads it; ``devices``
+    and ``check_names`` filter (an absent device's item is kept for every check)."""
+    planned = case_dtypes(cases, dtypes)
+    chosen: list[Item] = []
+    if "single" in kinds:
+        chosen += [i for case, d in planned for i in single_items(selection, [case], d, xfails)]
+        chosen += absent_device_items(selection, devices or KNOWN_DEVICES)
+    if "pair" in kinds:
+        if len(selection.loaded) < 2:
+            chosen += pair_items(selection, [], DTYPES, xfails)
+        else:
+            chosen += [i for case, d in planned for i in pair_items(selection, [case], d, xfails)]
+    if devices:
+        chosen = [i for i in chosen if i.device in devices]
+    if check_names:
+        chosen = [i for i in chosen if i.check in check_names or i.check == "all"]
+    return chosen
+
+
 Status = Literal["passed", "failed", "not run", "xfailed"]
 
 
