@@ -52,6 +52,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "each transform with and without conditions once",
     )
     parser.add_argument(
+        "--sliced-checks",
+        choices=plan.SLICED_SCOPES,
+        help=f"where {list(checks.SLICED_CHECKS)} run: 'slice' (each transform once, the "
+        f"default, or ${plan.ENV_SLICED}) or 'all' (every case and dtype: the full matrix)",
+    )
+    parser.add_argument(
         "--xfails", type=Path, action="append", default=[], help="more xfail files"
     )
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
@@ -80,6 +86,7 @@ def _items(args: argparse.Namespace, selection: plan.Selection) -> list[plan.Ite
         plan.load_xfails(args.xfails),
         args.devices,
         args.checks,
+        sliced=args.sliced_checks,
     )
 
 

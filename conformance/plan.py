@@ -31,6 +31,10 @@ ENV_CASES = "FLOWCORE_CONFORMANCE_CASES"
 #: The dtypes each case runs in: comma-separated (default both), or ``alternate``.
 ENV_DTYPES = "FLOWCORE_CONFORMANCE_DTYPES"
 DTYPES = ("float32", "float64")
+#: Where the :data:`~.checks.SLICED_CHECKS` run: ``slice`` (the default: each transform once,
+#: float32 and float64 in turn) or ``all`` (every case and dtype the run has: the full matrix).
+ENV_SLICED = "FLOWCORE_CONFORMANCE_SLICED_CHECKS"
+SLICED_SCOPES = ("slice", "all")
 #: Devices every backend is asked about; one it lacks is reported once as not run.
 KNOWN_DEVICES = ("cpu", "cuda", "tpu")
 #: The device cross-backend checks run on.
@@ -200,19 +204,32 @@ def _devices(
     return present, [d for d in known if d not in present]
 
 
+def sliced_scope(spec: str | None = None) -> str:
+    """``spec``, else ``$FLOWCORE_CONFORMANCE_SLICED_CHECKS``, else ``slice``; checked."""
+    scope = spec or os.environ.get(ENV_SLICED) or "slice"
+    if scope not in SLICED_SCOPES:
+        raise ValueError(f"${ENV_SLICED}: {scope!r} is not one of {list(SLICED_SCOPES)}")
+    return scope
+
+
 def single_items(
-    selection: Selection, cases: Sequence[Case], dtypes: Sequence[str], xfails: dict[str, str]
+    selection: Selection,
+    cases: Sequence[Case],
+    dtypes: Sequence[str],
+    xfails: dict[str, str],
+    sliced: str = "slice",
 ) -> Iterator[Item]:
     """Every single-backend check on every case, dtype and device the backend has; the
-    :data:`~.checks.SLICED_CHECKS` on their slice only."""
-    sliced = _slice(tuple(cases_module.CASES))
+    :data:`~.checks.SLICED_CHECKS` on their slice only, unless ``sliced`` is ``all``."""
+    chosen = _slice(tuple(cases_module.CASES))
     for name, backend in selection.loaded.items():
         label = (selection.labels[name],)
         present, _ = _devices(backend)
         for device, case, dtype, check in itertools.product(
             present, cases, dtypes, checks.SINGLE_CHECKS
         ):
-            if check in checks.SLICED_CHECKS and sliced.get(case.name) != dtype:
+            in_slice = sliced == "all" or chosen.get(case.name) == dtype
+            if check in checks.SLICED_CHECKS and not in_slice:
                 continue
             yield _with_xfail(Item(check, (name,), label, case.name, dtype, device), xfails)
 
@@ -270,15 +287,19 @@ def items(
     devices: Sequence[str] | None = None,
     check_names: Sequence[str] | None = None,
     kinds: Sequence[Kind] = ("single", "pair"),
+    sliced: str | None = None,
 ) -> list[Item]:
     """Everything a run asks for, in order: the single-backend checks case by case, one
     not-run item per device a backend lacks, then the cross-backend checks (one not-run each
     with fewer than two backends). ``dtypes`` as :func:`case_dtypes` reads it; ``devices``
-    and ``check_names`` filter (an absent device's item is kept for every check)."""
-    planned = case_dtypes(cases, dtypes)
+    and ``check_names`` filter (an absent device's item is kept for every check); ``sliced``
+    as :func:`sliced_scope` reads it."""
+    planned, scope = case_dtypes(cases, dtypes), sliced_scope(sliced)
     chosen: list[Item] = []
     if "single" in kinds:
-        chosen += [i for case, d in planned for i in single_items(selection, [case], d, xfails)]
+        chosen += [
+            i for case, d in planned for i in single_items(selection, [case], d, xfails, scope)
+        ]
         chosen += absent_device_items(selection, devices or KNOWN_DEVICES)
     if "pair" in kinds:
         if len(selection.loaded) < 2:

@@ -17,11 +17,13 @@ that takes an argument ``flowcore_check`` is run once per conformance item, one 
         flowcore_check.run()
 
 What runs, each from the first of: the command line (``--flowcore-backends``,
-``--flowcore-cases``, ``--flowcore-dtypes``, ``--flowcore-xfails``), the marker's keywords
+``--flowcore-cases``, ``--flowcore-dtypes``, ``--flowcore-xfails``,
+``--flowcore-sliced-checks``), the marker's keywords
 (``backends``, ``cases``, ``dtypes``, ``xfails`` relative to the test file, and ``kind``:
 ``"single"`` or ``"pair"`` for one kind of check only), the environment
 (``$FLOWCORE_TEST_BACKENDS``, ``$FLOWCORE_CONFORMANCE_CASES``,
-``$FLOWCORE_CONFORMANCE_DTYPES``, ``$FLOWCORE_CONFORMANCE_XFAILS``), and the defaults (every
+``$FLOWCORE_CONFORMANCE_DTYPES``, ``$FLOWCORE_CONFORMANCE_XFAILS``,
+``$FLOWCORE_CONFORMANCE_SLICED_CHECKS``), and the defaults (every
 installed backend, every case, both dtypes). An item that cannot run is a skip with its
 reason, a known divergence a strict xfail.
 """
@@ -50,6 +52,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--flowcore-cases", help="a case-name pattern, 'all' or 'representative'")
     group.addoption("--flowcore-dtypes", help="comma-separated dtypes, or 'alternate'")
+    group.addoption(
+        "--flowcore-sliced-checks",
+        choices=("slice", "all"),
+        help="where the sliced checks (compiled) run: 'slice' (each transform once) or 'all'",
+    )
     group.addoption(
         "--flowcore-xfails", action="append", help="a file of known divergences (repeatable)"
     )
@@ -148,6 +155,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             dtypes,
             plan.load_xfails(_setting(metafunc, "xfails") or ()),
             kinds=(kind,) if kind else ("single", "pair"),
+            sliced=metafunc.config.getoption("--flowcore-sliced-checks"),
         )
         params = [
             pytest.param(ConformanceCheck(item), id=item.key, marks=_xfail_marks(item))

@@ -151,3 +151,23 @@ def test_a_missing_device_is_one_not_run_item_per_backend_and_device():
     items = plan.single_items(selection, cases.select("aio_vec"), list(plan.DTYPES), {})
     assert {i.device for i in items} == set(present)
     assert {plan.run_item(i).status for i in absent} == {"not run"}
+
+
+def test_the_sliced_checks_run_on_their_slice_or_everywhere(monkeypatch):
+    """By default `compiled` runs each transform once in one dtype; `all` (the full matrix)
+    runs it on every case and dtype; an unknown scope is refused."""
+    monkeypatch.delenv(plan.ENV_SLICED, raising=False)
+    selection = plan.select_backends(["third_party"])
+    chosen = cases.select("aio")
+
+    def compiled(sliced: str | None) -> set[tuple[str, str]]:
+        items = plan.items(selection, chosen, None, {}, ["cpu"], ["compiled"], ("single",), sliced)
+        return {(i.case, i.dtype) for i in items if i.check == "compiled"}
+
+    everything = {(c.name, d) for c in chosen for d in plan.DTYPES}
+    assert compiled("all") == everything
+    assert 0 < len(compiled(None)) < len({c for c, _ in everything})
+    monkeypatch.setenv(plan.ENV_SLICED, "all")
+    assert compiled(None) == everything
+    with pytest.raises(ValueError, match="SLICED_CHECKS"):
+        compiled("most")
