@@ -97,6 +97,12 @@ class Backend(Protocol):
         Keras compiles with on its backend. Optional: the suite's ``compiled`` check is not
         run for a backend without it."""
 
+    def bench_steps(self, config: Any, x: np.ndarray, device: str, threads: int) -> list[Any]:
+        """``flowcore bench``'s :class:`~flowcore.bench.Workload` s for a
+        :class:`~flowcore.bench.Config` on the float32 batch ``x``, ``threads`` cores: the
+        flow, the floor (its subnets alone, as the framework's layers) and the framework's
+        peers, eager and compiled. Optional: a backend without it is not benchmarked."""
+
 
 def _entry_points() -> dict[str, BackendInfo]:
     import importlib.metadata  # costs ~30 ms, so only when backends are looked up

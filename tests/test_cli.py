@@ -1,8 +1,7 @@
-"""``flowcore info``, ``conformance`` and ``bench``; ``convert`` is test_convert.py's."""
+"""``flowcore info`` and ``conformance``; ``bench`` is test_bench.py's, ``convert``
+test_convert.py's."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 from selected_backends import require
@@ -45,22 +44,3 @@ def test_an_unknown_command_or_argument_is_refused():
     assert raised.value.code == 2
     with pytest.raises(SystemExit):
         main(["info", "--verbose"])
-
-
-def test_bench_times_both_workloads_with_ratios_to_torch(capsys):
-    require("torch")
-    args = ["bench", "--backends", "torch", "--blocks", "2", "--repeats", "1", "--number", "1"]
-    assert main([*args, "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [(r["backend"], r["workload"]) for r in rows] == [("torch", "apply"), ("torch", "grad")]
-    assert all(r["ms"] > 0 and r["ratio_to_torch"] == 1.0 for r in rows)
-
-
-def test_bench_refuses_unknown_backends_and_bad_sizes(capsys):
-    for args, message in (
-        (["--backends", "numpy"], "backends not installed or unknown: ['numpy']"),
-        (["--blocks", "0"], "argument --blocks: must be an int >= 1, got 0"),
-    ):
-        with pytest.raises(SystemExit) as raised:
-            main(["bench", *args])
-        assert raised.value.code == 2 and message in capsys.readouterr().err

@@ -77,6 +77,12 @@ class TorchBackend:
         run = torch.compile(module.run, fullgraph=True)
         return lambda xs, cs, rev, jac: run(list(xs), list(cs), rev, jac)
 
+    def bench_steps(self, config: Any, x: np.ndarray, device: str, threads: int) -> list[Any]:
+        """``flowcore bench``'s torch workloads (:mod:`flowcore.backends.torch.bench`)."""
+        from .bench import workloads
+
+        return workloads(config, x, device, threads)
+
     def jacobian(self, module: Any, x: Any, cs: Sequence[Any]) -> np.ndarray:
         batch, size = x.shape[0], int(np.prod(tuple(x.shape[1:])))
 
