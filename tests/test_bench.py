@@ -15,6 +15,7 @@ from selected_backends import require
 
 import flowcore as fc
 from flowcore.bench import CONFIGS, Workload, cli, report, timing
+from flowcore.cli import main
 
 
 @pytest.fixture
@@ -51,22 +52,38 @@ def test_a_compiled_row_falls_back_to_an_eager_peer():
     assert row["vs"] == {"freia": 0.25} and row["vs_floor"] is None and row["warmup_s"] == 1.0
 
 
-@pytest.mark.parametrize("name", ["tiny", "conv"])
-def test_the_torch_floor_has_exactly_the_flows_subnet_parameters(name):
-    require("torch")
-    from flowcore.backends.torch import bench
+def _floor_sizes(backend: str, config) -> list[int]:
+    """The sizes of the floor's parameter arrays, as that backend's bench module makes them."""
+    read, changed = config.split
+    if backend == "torch":
+        from flowcore.backends.torch import bench
 
+        nets = [bench.subnet(config, i, read, 2 * changed) for i in range(config.blocks)]
+        return sorted(p.numel() for net in nets for p in net.parameters())
+    from flowcore.backends.jax import bench
+
+    rng = np.random.default_rng(0)
+    layers = [
+        bench.subnet_params(config, i, read, 2 * changed, rng, "cpu") for i in range(config.blocks)
+    ]
+    return sorted(a.size for net in layers for layer in net for a in layer)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("name", ["tiny", "conv"])
+def test_the_floor_has_exactly_the_flows_subnet_parameters(backend, name):
+    require(backend)
     config = CONFIGS[name].resized(blocks=2, batch=2)
-    x = np.zeros((2, *config.shape), np.float32)
     tree = fc.build_tree(config.spec(), [config.shape])
     in_flow = sorted(
-        spec.shape for path, spec in tree.param_specs().items() if ".subnet." in f".{path}."
+        int(np.prod(spec.shape))
+        for path, spec in tree.param_specs().items()
+        if ".subnet." in f".{path}."
     )
-    read, changed = config.split
-    nets = [bench.subnet(config, i, read, 2 * changed) for i in range(config.blocks)]
-    in_floor = sorted(tuple(p.shape) for net in nets for p in net.parameters())
-    assert in_flow == in_floor and in_flow
-    subjects = {(w.subject, w.mode, w.task) for w in bench.workloads(config, x, "cpu", 1)}
+    assert in_flow == _floor_sizes(backend, config) and in_flow
+    x = np.zeros((2, *config.shape), np.float32)
+    found = fc.get_backend(backend).bench_steps(config, x, "cpu", 1)
+    subjects = {(w.subject, w.mode, w.task) for w in found}
     for mode in timing.MODES:
         for task in timing.TASKS:
             assert {("flowcore", mode, task), ("floor", mode, task)} <= subjects
@@ -78,7 +95,7 @@ def test_the_command_writes_a_table_json_and_a_plot(tmp_path, capsys, unpinned):
     args = ["--backends", "torch", "--configs", "tiny", "--blocks", "1", "--batch", "4"]
     args += ["--modes", "eager", "--rounds", "1", "--number", "1"]
     args += ["--json", str(tmp_path / "rows.json"), "--plot", str(tmp_path / "ratios.png")]
-    assert fc.cli.main(["bench", *args]) == 0
+    assert main(["bench", *args]) == 0
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [(r["mode"], r["task"]) for r in rows] == [("eager", t) for t in timing.TASKS]
     assert all(r["ms"] > 0 and r["vs_floor"] > 0 for r in rows)
@@ -93,7 +110,7 @@ def test_the_command_refuses_unknown_backends_configs_and_sizes(capsys):
         (["--configs", "huge"], "argument --configs: choose from"),
     ):
         with pytest.raises(SystemExit) as raised:
-            fc.cli.main(["bench", *args])
+            main(["bench", *args])
         assert raised.value.code == 2 and message in capsys.readouterr().err
 
 

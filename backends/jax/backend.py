@@ -120,6 +120,12 @@ class JaxBackend:
 
         return lambda xs, cs, rev, jac: run(module, list(xs), list(cs), rev, jac)
 
+    def bench_steps(self, config: Any, x: np.ndarray, device: str, threads: int) -> list[Any]:
+        """``flowcore bench``'s JAX workloads (:mod:`flowcore.backends.jax.bench`)."""
+        from .bench import workloads
+
+        return workloads(config, x, device, threads)
+
     def jacobian(self, module: Any, x: Any, cs: Sequence[Any]) -> np.ndarray:
         apply, params = functional(module)
         size = int(np.prod(x.shape[1:]))
