@@ -60,6 +60,12 @@ def _floor_sizes(backend: str, config) -> list[int]:
 
         nets = [bench.subnet(config, i, read, 2 * changed) for i in range(config.blocks)]
         return sorted(p.numel() for net in nets for p in net.parameters())
+    if backend == "keras":
+        from flowcore.backends.keras import bench
+
+        shape = (*config.shape[1:], read) if config.kernels else (read,)  # channels last
+        nets = [bench.subnet(config, i, shape, 2 * changed) for i in range(config.blocks)]
+        return sorted(int(np.prod(w.shape)) for net in nets for w in net.weights)
     from flowcore.backends.jax import bench
 
     rng = np.random.default_rng(0)
@@ -69,7 +75,7 @@ def _floor_sizes(backend: str, config) -> list[int]:
     return sorted(a.size for net in layers for layer in net for a in layer)
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("backend", ["torch", "jax", "keras"])
 @pytest.mark.parametrize("name", ["tiny", "conv"])
 def test_the_floor_has_exactly_the_flows_subnet_parameters(backend, name):
     require(backend)

@@ -81,6 +81,13 @@ class KerasBackend:
 
         return call
 
+    def bench_steps(self, config: Any, x: np.ndarray, device: str, threads: int) -> list[Any]:
+        """``flowcore bench``'s Keras workloads on the Keras backend in use
+        (:mod:`flowcore.backends.keras.bench`)."""
+        from .bench import workloads
+
+        return workloads(config, x, device, threads)
+
     def jacobian(self, module: Any, x: Any, cs: Sequence[Any]) -> np.ndarray:
         def flat(v: Any, cs_: list[Any]) -> Any:
             (z,), _ = module.run([v], cs_, False, True)
