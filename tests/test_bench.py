@@ -130,3 +130,19 @@ def test_threads_are_pinned_before_frameworks_start():
         pytest.skip("this platform cannot bind a process to cores")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1", "True"]
+
+
+def test_a_backend_without_the_hook_is_reported_not_benchmarked(monkeypatch, capsys, unpinned):
+    import types
+
+    from flowcore import backend as registry
+
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    monkeypatch.setattr(registry, "_LOADED", dict(registry._LOADED))
+    module = types.ModuleType("hookless_backend")
+    module.BACKEND = types.SimpleNamespace(name="hookless")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    fc.register(fc.BackendInfo("hookless", module.__name__, ("numpy",)))
+    assert main(["bench", "--backends", "hookless", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "not benchmarked: backend 'hookless' has no bench_steps hook" in out

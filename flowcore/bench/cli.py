@@ -57,12 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def workloads(name: str, config: Config, args: argparse.Namespace) -> list[Workload] | None:
-    """The backend's workloads of ``config`` that the run asks for; None without a hook."""
-    backend = load_backend(name)
-    hook = getattr(backend, "bench_steps", None)
-    if hook is None:
-        return None
+def workloads(name: str, config: Config, args: argparse.Namespace) -> list[Workload]:
+    """The backend's workloads of ``config`` that the run asks for."""
+    hook = load_backend(name).bench_steps
     shape = (config.batch, *config.shape)
     x = np.random.default_rng(0).standard_normal(shape).astype("float32")
     chosen = hook(config, x, args.device, args.threads)
@@ -78,16 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"backends not installed or unknown: {unknown}; installed: {installed}")
     pin_threads(args.threads)  # before any framework is imported
+    for name in [n for n in names if not hasattr(load_backend(n), "bench_steps")]:
+        print(f"not benchmarked: backend {name!r} has no bench_steps hook")
+        names.remove(name)
     all_rows: list[dict[str, Any]] = []
     for config_name in args.configs:
         sizes = {k: getattr(args, k) for k in ("blocks", "batch") if getattr(args, k)}
         config = CONFIGS[config_name].resized(**sizes)
-        chosen = []
-        for name in names:
-            found = workloads(name, config, args)
-            if found is None:
-                print(f"not benchmarked: backend {name!r} has no bench_steps hook")
-            chosen += found or []
+        chosen = [w for name in names for w in workloads(name, config, args)]
         all_rows += report.rows(config.name, measure(chosen, args.rounds, args.number))
     header = (
         f"flowcore bench on {platform.processor() or platform.machine()}, {args.device}, "

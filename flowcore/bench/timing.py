@@ -67,7 +67,8 @@ def measure(
 ) -> list[Measurement]:
     """Warm each workload up once, then ``rounds`` interleaved rounds of ``number`` calls
     each (by default as many as take about ``round_s``, from a second call's time)."""
-    measurements, numbers = [], []
+    measurements: list[Measurement] = []
+    numbers: list[int] = []
     for workload in workloads:
         start = time.perf_counter()
         workload.step()
@@ -77,7 +78,7 @@ def measure(
         once = time.perf_counter() - start
         measurements.append(Measurement(workload, warmup))
         numbers.append(number or max(1, min(100, round(round_s / max(once, 1e-9)))))
-    for r in range(rounds):
+    for r in range(rounds if measurements else 0):
         shift = r % len(measurements)
         for i in [*range(shift, len(measurements)), *range(shift)]:
             step = measurements[i].workload.step
