@@ -74,13 +74,18 @@ def conv2d(x: Array, w: Array, b: Array | None, padding: int | Sequence[int]) ->
     """NCHW cross-correlation with an OIHW kernel, stride 1, ``padding`` zeros per side (an
     int, or ``(ph, pw)``); no bias when ``b`` is None.
 
-    Computed channels-last, the one layout TensorFlow's CPU convolution supports.
+    Computed channels-last, the one layout TensorFlow's CPU convolution supports. An odd
+    kernel padded by half its size on each side is Keras' ``same`` padding, which
+    ``torch.compile`` traces whole (``ops.pad`` on Keras' torch backend breaks its graph).
     """
     ph, pw = conv_padding(padding)
     x = ops.transpose(x, (0, 2, 3, 1))
-    if ph or pw:
+    kh, kw = w.shape[2], w.shape[3]
+    same = (kh % 2, kw % 2, ph, pw) == (1, 1, kh // 2, kw // 2)
+    if (ph or pw) and not same:
         x = ops.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    y = ops.conv(x, ops.transpose(w, (2, 3, 1, 0)), padding="valid", data_format="channels_last")
+    mode = "same" if same else "valid"
+    y = ops.conv(x, ops.transpose(w, (2, 3, 1, 0)), padding=mode, data_format="channels_last")
     return ops.transpose(y if b is None else y + b, (0, 3, 1, 2))
 
 
