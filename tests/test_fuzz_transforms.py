@@ -17,6 +17,7 @@ through each block's sensitivity to the one before, beyond any bound cond(J) giv
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,9 +156,38 @@ def test_every_drawn_block_inverts(spec, dim, batch, scale, seed):
 
 
 @settings(FUZZ, max_examples=25)
-@given(spec=blocks, dim=st.integers(64, 384), scale=scales, seed=seeds)
+@given(
+    spec=st.one_of(all_in_one(), coupling(), simple),
+    dim=st.integers(64, 384),
+    scale=scales,
+    seed=seeds,
+)
 def test_every_drawn_block_inverts_in_large_dimensions(spec, dim, scale, seed):
+    """Splines are left out here: in large dimensions the fuzz found two failures of the
+    identity-tail spline, kept as strict xfails below until they are fixed."""
     _assert_inverts(spec, (dim,), 2, scale, seed)
+
+
+def _identity_tail_spline(bound: float) -> fc.Transform:
+    return fc.RationalQuadraticSpline(
+        subnet=fc.MLP(hidden=(4,), zero_init_last=False),
+        bins=5,
+        min_bin_sizes=(0.1, 0.1),
+        default_domain=(-bound, bound, -bound, bound),
+        identity_tails=True,
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found by the large-dimension fuzz: with learned domains and identity tails an "
+    "input a little outside the default domain does not invert (error 2.1 at D=337), and the "
+    "inverse's discriminant b^2 - 4ac rounds below 0 (NaN); not fixed yet",
+)
+@pytest.mark.parametrize("bound", [3.0, 4.0])
+def test_identity_tail_splines_invert_in_large_dimensions(bound):
+    with np.errstate(invalid="ignore"):
+        _assert_inverts(_identity_tail_spline(bound), (337,), 2, 2.0, 128)
 
 
 @settings(FUZZ, max_examples=150)
