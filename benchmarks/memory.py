@@ -15,7 +15,7 @@ import importlib.util
 from collections.abc import Callable
 
 import torch
-from flowcore.backends.torch.bench import subnet
+from flowcore.backends.torch.bench import freia_flow
 from flowcore.backends.torch.namespace import XP
 
 import flowcore as fc
@@ -47,15 +47,7 @@ def flowcore_loss(config: Config, x: torch.Tensor) -> tuple[Callable[[], torch.T
 
 
 def freia_loss(config: Config, x: torch.Tensor) -> tuple[Callable[[], torch.Tensor], list]:
-    import FrEIA.framework as Ff
-    import FrEIA.modules as Fm
-
-    flow = Ff.SequenceINN(*config.shape)
-    for i in range(config.blocks):
-        flow.append(
-            Fm.AllInOneBlock,
-            subnet_constructor=lambda c_in, c_out, i=i: subnet(config, i, c_in, c_out),
-        )
+    flow = freia_flow(config)
 
     def loss() -> torch.Tensor:
         z, log_det = flow(x)

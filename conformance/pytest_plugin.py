@@ -149,6 +149,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         dtypes = _setting(metafunc, "dtypes") or os.environ.get(plan.ENV_DTYPES)
         marker = metafunc.definition.get_closest_marker(MARKER)
         kind = marker.kwargs.get("kind") if marker else None
+        if kind not in (None, "single", "pair"):
+            raise pytest.UsageError(
+                f"{MARKER}(kind={kind!r}) on {metafunc.definition.nodeid}: "
+                "kind is 'single' or 'pair' (or left out for both)"
+            )
         chosen = plan.items(
             selection,
             cases.select(pattern),

@@ -73,3 +73,18 @@ def test_the_command_line_overrides_the_marker(pytester, strict):
     ids = [line for line in result.stdout.lines if "::test_conformance[" in line]
     assert len(ids) == len(_expected("float32")) > 0
     assert all("-float32-" in i or "-all-" in i for i in ids), ids
+
+
+def test_an_unknown_kind_in_the_marker_is_a_usage_error(pytester, strict):
+    pytester.makepyfile(
+        test_plugin_user="""
+import pytest
+
+@pytest.mark.flowcore_conformance(backends="strict", cases="aio_vec_default", kind="pairs")
+def test_conformance(flowcore_check):
+    flowcore_check.run()
+"""
+    )
+    result = pytester.runpytest("--collect-only", "-q")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*UsageError*kind='pairs'*kind is 'single' or 'pair'*"])

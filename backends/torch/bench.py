@@ -117,9 +117,9 @@ def _floor(config: Config, x: torch.Tensor, device: str, sync: Any) -> list[Work
     return workloads
 
 
-def _freia(config: Config, x: torch.Tensor, device: str, sync: Any) -> list[Workload]:
-    if importlib.util.find_spec("FrEIA") is None:
-        return []
+def freia_flow(config: Config) -> nn.Module:
+    """FrEIA 0.2's ``SequenceINN`` of ``config.blocks`` ``AllInOneBlock`` s with
+    :func:`subnet` s: the peer of ``config``'s flow."""
     import FrEIA.framework as Ff
     import FrEIA.modules as Fm
 
@@ -129,7 +129,13 @@ def _freia(config: Config, x: torch.Tensor, device: str, sync: Any) -> list[Work
             Fm.AllInOneBlock,
             subnet_constructor=lambda c_in, c_out, i=i: subnet(config, i, c_in, c_out),
         )
-    flow = flow.to(device)
+    return flow
+
+
+def _freia(config: Config, x: torch.Tensor, device: str, sync: Any) -> list[Workload]:
+    if importlib.util.find_spec("FrEIA") is None:
+        return []
+    flow = freia_flow(config).to(device)
     with torch.no_grad():
         z, _ = flow(x)
 
